@@ -1,0 +1,1 @@
+"""The ``mango`` command line: a thin layer over the Python API."""

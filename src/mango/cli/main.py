@@ -1,0 +1,146 @@
+"""``mango run | layers | list | show``: typer commands calling the public API.
+
+User errors (:class:`~mango.errors.MangoError`) print one line and exit 2;
+an interrupted run says how to resume it.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import MangoError
+from ..experiment.config import RunConfig
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="MANGO: most exciting inputs of neurons.")
+out = Console()
+err = Console(stderr=True)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    try:
+        yield
+    except MangoError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+def _options(pairs: list[str]) -> dict:
+    """``--opt k=v`` pairs; values parsed as JSON when possible (numbers, booleans)."""
+    result = {}
+    for p in pairs:
+        if "=" not in p:
+            raise MangoError(f"malformed --opt {p!r}; expected KEY=VALUE, e.g. --opt lr=0.1")
+        k, v = p.split("=", 1)
+        try:
+            result[k] = json.loads(v)
+        except json.JSONDecodeError:
+            result[k] = v
+    return result
+
+
+@app.command()
+def run(
+    optimizer: str = typer.Option(RunConfig.optimizer, help="optimizer name (see `mango list optimizers`)"),
+    budget: int = typer.Option(RunConfig.budget, help="number of queries (images shown to the target)"),
+    batch: Optional[int] = typer.Option(None, help="queries per optimizer step (default: the optimizer's own)"),
+    seed: int = typer.Option(0, help="seed of the optimizer"),
+    target: str = typer.Option(RunConfig.target, help="class:N, LAYER:UNIT or LAYER:UNIT@ROW,COL"),
+    model: str = typer.Option(RunConfig.model, help="target network (see `mango list targets`)"),
+    generator: str = typer.Option(RunConfig.generator, help="generator (see `mango list generators`)"),
+    opt: list[str] = typer.Option([], "--opt", help="optimizer hyperparameter KEY=VALUE, repeatable"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="run folder (default runs/<time>-...)"),
+    resume: bool = typer.Option(False, help="continue the interrupted run in --out"),
+    quiet: bool = typer.Option(False, help="no progress bar"),
+) -> None:
+    """Find the most exciting image of one unit and write a run folder."""
+    from .. import run as run_api
+
+    with user_errors():
+        if resume and out_dir is None:
+            raise MangoError("--resume needs --out DIR: the folder of the run to continue")
+        try:
+            result = run_api(optimizer=optimizer, budget=budget, batch=batch, seed=seed, target=target, model=model,
+                             generator=generator, optimizer_options=_options(opt), out=out_dir, resume=resume,
+                             progress=not quiet)
+        except KeyboardInterrupt:
+            err.print("interrupted: every measured batch is saved; continue with "
+                      f"`mango run --resume --out <run folder>` and the same settings")
+            raise typer.Exit(130) from None
+        _summary(result.summary())
+
+
+def _summary(s: dict) -> None:
+    t = Table(title="MANGO run", show_header=False)
+    for key in ("target", "model", "generator", "optimizer", "seed", "n_queries", "best_response", "best_query",
+                "wall_time_s", "run_dir"):
+        value = s[key]
+        t.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    out.print(t)
+
+
+@app.command()
+def layers(model: str = typer.Argument("mnist-snn", help="a registered target network")) -> None:
+    """List the addressable layers of MODEL: unit count, output shape, spiking or not."""
+    from ..targets import MODELS
+    from ..targets.layers import probe_layers
+
+    with user_errors():
+        net = MODELS.create(model)
+        t = Table(title=f"layers of {model}")
+        for col in ("layer", "type", "units", "output shape", "spiking", "calls/forward"):
+            t.add_column(col)
+        for info in probe_layers(net, net.input_shape):
+            t.add_row(info.name, info.kind, str(info.units), "x".join(map(str, info.shape)),
+                      "yes" if info.spiking else "", str(info.calls))
+        out.print(t)
+        out.print(f"class outputs: address them as class:N; hidden units as LAYER:UNIT, e.g. "
+                  f"{info.name}:0", highlight=False)
+
+
+class Family(str, Enum):
+    optimizers = "optimizers"
+    generators = "generators"
+    targets = "targets"
+
+
+@app.command("list")
+def list_(family: Family = typer.Argument(..., help="optimizers, generators or targets")) -> None:
+    """List the registered plug-ins of one family."""
+    from ..generators import GENERATORS
+    from ..optimizers import OPTIMIZERS
+    from ..targets import MODELS
+
+    registry = {"optimizers": OPTIMIZERS, "generators": GENERATORS, "targets": MODELS}[family.value]
+    t = Table(title=family.value)
+    t.add_column("name")
+    t.add_column("description")
+    for name, doc in registry.describe().items():
+        t.add_row(name, doc)
+    out.print(t)
+
+
+@app.command()
+def show(run_dir: Path = typer.Argument(..., help="a run folder written by `mango run`")) -> None:
+    """Summarize a finished run."""
+    from ..experiment import load_run
+
+    with user_errors():
+        s = load_run(run_dir)
+        _summary(s)
+        out.print(f"history: {len(s['history'])} queries; pictures: "
+                  f"{', '.join(p.name for p in sorted(Path(run_dir).glob('*.png')) + sorted(Path(run_dir).glob('*.gif')))}")
+
+
+def main() -> None:  # pragma: no cover - console entry point alias
+    app(prog_name="mango")
+    sys.exit(0)

@@ -1,0 +1,53 @@
+"""The settings of one run, stored as ``config.json`` in its folder."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from ..errors import MangoError
+
+#: settings that must match when a run is resumed (the budget may grow)
+FIXED_ON_RESUME = ("generator", "model", "target", "optimizer", "optimizer_options", "batch", "seed")
+
+
+@dataclass
+class RunConfig:
+    """Everything needed to reproduce a run; the embedded default is the default."""
+
+    generator: str = "mnist-sngan"
+    model: str = "mnist-snn"
+    target: str = "lif2:4"
+    optimizer: str = "tt-s"
+    optimizer_options: dict = field(default_factory=dict)
+    budget: int = 2000
+    batch: int | None = None
+    seed: int = 0
+
+    def validate(self) -> None:
+        if not isinstance(self.budget, int) or self.budget < 1:
+            raise MangoError(f"budget must be a positive integer, got {self.budget!r}")
+        if self.batch is not None and (not isinstance(self.batch, int) or self.batch < 1):
+            raise MangoError(f"batch must be a positive integer, got {self.batch!r}")
+        if self.batch is not None and self.budget < self.batch:
+            raise MangoError(f"budget {self.budget} is smaller than batch {self.batch}; use budget >= batch")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+    @classmethod
+    def load(cls, path: Path) -> RunConfig:
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise MangoError(f"cannot read run config {path}: {exc}") from None
+        names = {f.name for f in fields(cls)}
+        bad = sorted(set(data) - names)
+        if bad:
+            raise MangoError(f"unknown keys {bad} in run config {path}; allowed: {', '.join(sorted(names))}")
+        return cls(**data)
+
+    def mismatches(self, other: RunConfig) -> list[str]:
+        """Settings fixed on resume where ``other`` differs from this (stored) config."""
+        return [f"{k}: run has {getattr(self, k)!r}, given {getattr(other, k)!r}" for k in FIXED_ON_RESUME
+                if getattr(self, k) != getattr(other, k)]

@@ -1,0 +1,52 @@
+"""One tiny registry type shared by every plug-in family.
+
+Adding a plug-in is one ``@REGISTRY.register("name")`` line next to its
+class or factory; the CLI's ``--optimizer NAME`` and ``mango list`` read the
+same table, so there is no string switch anywhere else.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
+
+from .errors import unknown
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Name -> factory table for one plug-in family."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._items: dict[str, Callable[..., T]] = {}
+        self._docs: dict[str, str] = {}
+
+    def register(self, name: str, doc: str | None = None) -> Callable[[Callable[..., T]], Callable[..., T]]:
+        def deco(factory: Callable[..., T]) -> Callable[..., T]:
+            if name in self._items:
+                raise RuntimeError(f"{self.kind} {name!r} registered twice")
+            self._items[name] = factory
+            text = doc or (factory.__doc__ or "").strip()
+            self._docs[name] = text.splitlines()[0] if text else ""
+            return factory
+
+        return deco
+
+    def get(self, name: str) -> Callable[..., T]:
+        if name not in self._items:
+            raise unknown(self.kind, name, sorted(self._items))
+        return self._items[name]
+
+    def create(self, name: str, *args, **kwargs) -> T:
+        return self.get(name)(*args, **kwargs)
+
+    def describe(self) -> dict[str, str]:
+        """Name -> one-line description, for ``mango list``."""
+        return dict(sorted(self._docs.items()))
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._items))

@@ -1,0 +1,106 @@
+"""Hooks on every layer kind of the default SNN, spike-count readout, state reset, bad specs."""
+import pytest
+import torch
+
+from mango import MangoError, TorchTarget, make_target
+from mango.targets.layers import probe_layers
+
+
+def reference_activity(net, images):
+    """Straightforward per-step simulation (conv1 recomputed every step), recording every layer."""
+    x = (images - net.mean) / net.std
+    steps = net.num_steps
+    rec = {k: 0 for k in ("conv1", "pool1", "lif1", "conv2", "pool2", "lif2", "fc1", "lif3")}
+    mem1 = mem2 = mem3 = None
+    for _ in range(steps):
+        c1 = net.conv1(x)
+        p1 = net.pool1(c1)
+        mem1 = torch.zeros_like(p1) if mem1 is None else mem1
+        s1, mem1 = net.lif1(p1, mem1)
+        c2 = net.conv2(s1)
+        p2 = net.pool2(c2)
+        mem2 = torch.zeros_like(p2) if mem2 is None else mem2
+        s2, mem2 = net.lif2(p2, mem2)
+        f = net.fc1(s2.flatten(1))
+        mem3 = torch.zeros_like(f) if mem3 is None else mem3
+        s3, mem3 = net.lif3(f, mem3)
+        for k, v in zip(rec, (c1, p1, s1, c2, p2, s2, f, s3)):
+            rec[k] = rec[k] + v / steps
+    return rec
+
+
+def test_layers_are_probed_with_shapes_and_spiking_flags(snn):
+    infos = {i.name: i for i in probe_layers(snn, snn.input_shape)}
+    assert list(infos) == ["conv1", "pool1", "lif1", "conv2", "pool2", "lif2", "fc1", "lif3"]
+    assert infos["conv1"].shape == (12, 24, 24) and infos["conv1"].calls == 1
+    assert infos["lif2"].shape == (32, 4, 4) and infos["lif2"].calls == snn.num_steps
+    assert {n for n, i in infos.items() if i.spiking} == {"lif1", "lif2", "lif3"}
+
+
+@pytest.mark.parametrize("layer, unit", [("conv1", 3), ("pool1", 5), ("lif1", 7), ("conv2", 1), ("pool2", 30),
+                                         ("lif2", 12), ("fc1", 2), ("lif3", 9)])
+def test_hook_on_every_layer_kind_matches_reference(snn, digits, layer, unit):
+    images = digits[0][:16]
+    with torch.no_grad():
+        ref = reference_activity(snn, images)[layer][:, unit]
+    ref = ref.mean((1, 2)) if ref.ndim == 3 else ref
+    got = make_target("mnist-snn", f"{layer}:{unit}").responses(images)[:, 0]
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_spike_readout_counts_every_time_step(snn, digits):
+    images = digits[0][:32]
+    got = make_target("mnist-snn", "lif2:12").responses(images)[:, 0]
+    assert ((got * snn.num_steps * 16) - (got * snn.num_steps * 16).round()).abs().max() < 1e-3  # counts/(T*positions)
+    assert got.max() > 1.0 / snn.num_steps  # more than a single step's worth: all steps are counted
+    assert (0 <= got).all() and (got <= 1).all()
+
+
+def test_position_and_class_readouts(snn, digits):
+    images, labels = digits[0][::10], digits[1][::10]  # 10 per class
+    with torch.no_grad():
+        ref = reference_activity(snn, images)
+    pos = make_target("mnist-snn", "lif1:2@5,6").responses(images)[:, 0]
+    torch.testing.assert_close(pos, ref["lif1"][:, 2, 5, 6])
+    cls = make_target("mnist-snn", "class:7").responses(images)[:, 0]
+    torch.testing.assert_close(cls, ref["lif3"][:, 7])
+    assert cls[labels == 7].mean() > 5 * cls[labels != 7].mean()  # the class neuron prefers its digit
+
+
+def test_spiking_state_is_reset_between_batches(digits):
+    target = make_target("mnist-snn", "lif2:12")
+    a, b = digits[0][:8], digits[0][8:40]
+    first = target.responses(a)
+    target.responses(b)  # other batch size and content in between
+    torch.testing.assert_close(target.responses(a), first, rtol=0, atol=0)
+    alone = target.responses(a[:1])
+    torch.testing.assert_close(alone, first[:1], rtol=0, atol=1e-6)
+
+
+def test_two_models_interleaved_do_not_share_state(digits):
+    one, two = make_target("mnist-snn", "lif1:0"), make_target("mnist-snn", "lif1:0")
+    x = digits[0][:4]
+    r1 = one.responses(x)
+    two.responses(digits[0][100:140])
+    torch.testing.assert_close(one.responses(x), r1, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("spec, needle", [
+    ("lif9:0", "unknown layer"), ("lif2:32", "unit 32 out of range"), ("class:10", "class 10 out of range"),
+    ("lif2:0@4,0", "position 4,0 out of range"), ("fc1:0@1,1", "no spatial position"),
+])
+def test_bad_specs_fail_with_one_line(spec, needle):
+    with pytest.raises(MangoError) as exc:
+        make_target("mnist-snn", spec)
+    assert needle in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_unknown_layer_lists_allowed_layers():
+    with pytest.raises(MangoError, match="allowed: .*lif2"):
+        make_target("mnist-snn", "nope:0")
+
+
+def test_wrong_image_shape_is_rejected(snn):
+    target = TorchTarget(snn, "lif2:0")
+    with pytest.raises(MangoError, match=r"expects images \[batch, 1, 28, 28\], got \[2, 3, 32, 32\]"):
+        target.responses(torch.zeros(2, 3, 32, 32))
