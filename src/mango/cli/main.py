@@ -6,7 +6,6 @@ an interrupted run says how to resume it.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
@@ -141,6 +140,3 @@ def show(run_dir: Path = typer.Argument(..., help="a run folder written by `mang
                   f"{', '.join(p.name for p in sorted(Path(run_dir).glob('*.png')) + sorted(Path(run_dir).glob('*.gif')))}")
 
 
-def main() -> None:  # pragma: no cover - console entry point alias
-    app(prog_name="mango")
-    sys.exit(0)

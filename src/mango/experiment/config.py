@@ -17,7 +17,7 @@ class RunConfig:
 
     generator: str = "mnist-sngan"
     model: str = "mnist-snn"
-    target: str = "lif2:4"
+    target: str = "lif2:12"
     optimizer: str = "tt-s"
     optimizer_options: dict = field(default_factory=dict)
     budget: int = 2000

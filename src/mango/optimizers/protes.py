@@ -1,10 +1,13 @@
 """PROTES: probabilistic optimization with tensor-train sampling (Batsheva et al., 2023).
 
-Our own implementation instead of the reference package: torch-native (no JAX/optax dependency),
-float64, sampling walks whole coordinates at a time through a precomputed tree of core products,
-and the log-likelihood uses log-depth matmul scans instead of a Python loop over the modes.
+Our own rather than the reference package: torch-native (no JAX/optax dependency), float64; sampling
+steps a whole coordinate at a time through a precomputed tree of core products, and the likelihood
+uses log-depth scans of batched matmuls instead of a Python loop over the modes.
 """
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -14,6 +17,18 @@ from ..generators.space import LatentSpace
 from .base import OPTIMIZERS, Optimizer
 
 _F = torch.float64
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """Run torch single-threaded: these tensors are small, so intra-op threads cost more than they give,
+    and on a busy CPU every parallel region can stall for a scheduler slice (measured: 10x slower)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 def to_bits(z: torch.Tensor, q: int) -> torch.Tensor:
@@ -28,129 +43,143 @@ def from_bits(bits: torch.Tensor, q: int) -> torch.Tensor:
     return (bits.long().reshape(bits.shape[0], -1, q) * weights).sum(-1)
 
 
-def _scan(m: torch.Tensor) -> torch.Tensor:
-    """Inclusive prefix products of ``r x r`` matrices along dim -3: Hillis-Steele, log2(d) batched matmuls.
+def _mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Batched matmul of ``r x r`` matrices stored batch-last ``[r, r, ...]`` (vectorizes far better than bmm)."""
+    return (a.unsqueeze(2) * b.unsqueeze(0)).sum(1)
 
-    Partial products are rescaled by detached factors: every probability is invariant to the scale of
-    every partial product, so values and gradients are unchanged.
-    """
-    d, s = m.shape[-3], 1
+
+def _rescale(m: torch.Tensor) -> torch.Tensor:
+    """Divide each matrix by a detached positive factor: every probability is invariant to the scale of
+    every partial product, so values and gradients are unchanged; it only keeps float64 in range."""
+    return m / m.detach().abs().amax((0, 1), keepdim=True).clamp_min(1e-300)
+
+
+def _scan(m: torch.Tensor) -> torch.Tensor:
+    """Inclusive prefix products along the last dim of ``m [r, r, ..., d]``: Hillis-Steele, log2(d) steps."""
+    d, s = m.shape[-1], 1
     while s < d:
-        new = m[..., :-s, :, :] @ m[..., s:, :, :]
-        m = torch.cat([m[..., :s, :, :], new / new.detach().abs().amax((-2, -1), keepdim=True).clamp_min(1e-300)], -3)
+        m = torch.cat([m[..., :s], _rescale(_mm(m[..., :-s], m[..., s:]))], -1)
         s *= 2
     return m
 
 
 def _rows(m: torch.Tensor, s: int = 8) -> torch.Tensor:
-    """Row 0 of the prefix products ``M_0 ... M_k`` (each up to scale) for ``m [..., d, r, r]`` -> ``[..., d, r]``.
+    """Row 0 of the prefix products ``M_0 ... M_k`` (each up to scale) of ``m [r, r, ..., d]`` -> ``[r, ..., d]``.
 
     Two levels: plain products inside chunks of ``s``, a log-depth scan over the chunk totals.
     """
-    *batch, d, r, _ = m.shape
+    r, d = m.shape[0], m.shape[-1]
     nb = -(-d // s)
+    eye = torch.eye(r, dtype=m.dtype).reshape(r, r, *[1] * (m.dim() - 2))
     if nb * s > d:
-        m = torch.cat([m, torch.eye(r, dtype=m.dtype).expand(*batch, nb * s - d, r, r)], -3)
-    m = m.reshape(*batch, nb, s, r, r)
-    within = [m[..., 0, :, :]]
+        m = torch.cat([m, eye.expand(*m.shape[:-1], nb * s - d)], -1)
+    within = list(m.reshape(*m.shape[:-1], nb, s).unbind(-1))
     for j in range(1, s):
-        within.append(within[-1] @ m[..., j, :, :])
-    w = torch.stack(within, -3)
-    w = w / w.detach().abs().amax((-2, -1), keepdim=True).clamp_min(1e-300)
-    e0 = torch.eye(r, dtype=m.dtype)[0].expand(*batch, 1, r)
-    enter = torch.cat([e0, _scan(w[..., -1, :, :])[..., :-1, 0, :]], -2)  # row entering each chunk
-    return torch.einsum("...cp,...cjpq->...cjq", enter, w).reshape(*batch, nb * s, r)[..., :d, :]
+        within[j] = _mm(within[j - 1], within[j])
+    w = _rescale(torch.stack(within, -1))
+    enter = torch.cat([eye[0].expand(*w.shape[1:-2], 1), _scan(w[..., -1])[0, ..., :-1]], -1)  # row entering each chunk
+    return (enter.unsqueeze(1).unsqueeze(-1) * w).sum(0).flatten(-2)[..., :d]
 
 
 def _suffix_cols(S: torch.Tensor) -> torch.Tensor:
-    """``Z [d, r]`` with Z_k = S_{k+1} ... S_{d-1} e_0 (up to scale) and Z_{d-1} = e_0."""
-    e0 = torch.eye(S.shape[-1], dtype=S.dtype)[:1]
-    if S.shape[0] == 1:
+    """``S [r, r, d]`` -> ``Z [r, d]``: Z_k = S_{k+1} ... S_{d-1} e_0 (up to scale), Z_{d-1} = e_0."""
+    e0 = torch.eye(S.shape[0], dtype=S.dtype)[:, :1]
+    if S.shape[-1] == 1:
         return e0
-    return torch.cat([_rows(S[1:].flip(0).mT).flip(0), e0])
+    return torch.cat([_rows(S[..., 1:].flip(-1).transpose(0, 1)).flip(-1), e0], -1)
 
 
 def interfaces(Y: torch.Tensor) -> torch.Tensor:
-    """Interface vectors ``Z [d, r]`` of the reference: Z_k ~ (sum_i Y_{k+1}[:, i, :]) ... (sum_i Y_{d-1}[:, i, :]) e_0.
+    """Interface vectors ``Z [d, r]`` of the reference: Z_k ~ (sum_i Y[k+1, i]) ... (sum_i Y[d-1, i]) e_0.
 
-    The TT-tensor is stored padded as ``Y [d, r, n, r]``: first core ``Y[0, 0]``, last core ``Y[d-1, ..., 0]``.
+    The TT-tensor is stored as ``Y [d, n, r, r]`` (``Y[k, i]`` = the reference's ``Y_k[:, i, :]``), padded:
+    first core = row 0 of ``Y[0, i]``, last core = column 0 of ``Y[d-1, i]``.
     """
-    return _suffix_cols(Y.sum(2))
+    return _suffix_cols(Y.sum(1).permute(1, 2, 0)).T
 
 
 def log_likelihood(Y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """Log-probability ``[B]`` of multi-indices ``idx [B, d]`` under PROTES's sequential sampler.
 
-    p_k(i) = |Q_k Y_k[:, i, :] Z_k| / sum_j |Q_k Y_k[:, j, :] Z_k|, Q_k = e_0^T Y_0[:, i_0, :] ... Y_{k-1}[:, i_{k-1}, :].
+    p_k(i) = |Q_k Y[k, i] Z_k| / sum_j |Q_k Y[k, j] Z_k|, Q_k = e_0^T Y[0, i_0] ... Y[k-1, i_{k-1}].
     Differentiable in ``Y``, the gradient flowing through Z as in the reference.
     """
-    d, r = Y.shape[0], Y.shape[1]
-    W = torch.einsum("kriq,kq->kri", Y, interfaces(Y))
-    Q = torch.eye(r, dtype=Y.dtype)[:1].expand(idx.shape[0], 1, r)
+    (B, d), n, r = idx.shape, Y.shape[1], Y.shape[2]
+    Z = interfaces(Y)
+    W = sum(y * z[:, None, None] for y, z in zip(Y.unbind(-1), Z.unbind(-1)))  # [d, n, r]
+    Q = torch.eye(r, dtype=Y.dtype)[:1].expand(B, 1, r)
     if d > 1:
-        Q = torch.cat([Q, _rows(Y[torch.arange(d - 1), :, idx[:, :-1], :])], 1)
-    G = torch.einsum("bkr,kri->bki", Q, W).abs()
+        flat = (torch.arange(d - 1) * n + idx[:, :-1]).reshape(-1)
+        M = Y.reshape(d * n, r * r).index_select(0, flat).T.reshape(r, r, B, d - 1)  # selected cores
+        Q = torch.cat([Q, _rows(M).permute(1, 2, 0)], 1)
+    G = sum(q.unsqueeze(-1) * w for q, w in zip(Q.unbind(-1), W.unbind(-1))).abs()  # [B, d, n]
     return (G.gather(-1, idx.unsqueeze(-1)).squeeze(-1).log() - G.sum(-1).log()).sum(-1)
 
 
-def _leaf_products(Yb: torch.Tensor) -> torch.Tensor:
-    """``Yb [D, b, r, n, r]`` -> products ``Y[i_1] ... Y[i_b]`` for all ``n**b`` leaves ``[D, n**b, r, r]`` (halving)."""
-    D, b, r = Yb.shape[:3]
+def _products(Yb: torch.Tensor) -> torch.Tensor:
+    """``Yb [D, b, n, r, r]`` -> products ``Y[i_1] ... Y[i_b]`` of all ``n**b`` leaves ``[D, r, n**b, r]``,
+    each block scaled to max-abs 1."""
+    D, b, r = Yb.shape[0], Yb.shape[1], Yb.shape[-1]
     if b == 1:
-        return Yb[:, 0].transpose(1, 2)
-    left, right = _leaf_products(Yb[:, : b // 2]), _leaf_products(Yb[:, b // 2:])
-    return torch.einsum("dapr,dbrq->dabpq", left, right).reshape(D, -1, r, r)
+        x = Yb[:, 0].transpose(1, 2)
+    else:
+        x = (_products(Yb[:, : b // 2]).reshape(D, -1, r) @ _products(Yb[:, b // 2:]).reshape(D, r, -1))
+    x = x.reshape(D, r, -1, r)
+    return x / x.abs().amax((1, 2, 3), keepdim=True).clamp_min(1e-300)
 
 
 @torch.no_grad()
-def prepare(Y: torch.Tensor, b: int) -> tuple[np.ndarray, np.ndarray]:
+def prepare(Y: torch.Tensor, b: int) -> tuple:
     """Precompute the sampler for blocks of ``b`` consecutive modes (one grid coordinate each).
 
     The choices inside a block form a tree; node (i_1..i_j) gets u = Y[i_1] ... Y[i_j] Z (the sum of its
     leaves' vectors), so every conditional weight of a block is |Q u| for the one vector Q entering it.
-    Returns ``U [D, r, N]`` (nodes level by level) and the leaf products ``[D, r, n**b * r]``.
+    Returns ``U [D, r, N]`` (nodes level by level), leaf products ``[D, r, L * r]`` (L = n**b, entries
+    at most r), the path-nodes index ``[b, L]`` of the leaves (None if b == 1) and n.
     """
-    d, r, n = Y.shape[:3]
+    d, n, r = Y.shape[:3]
     D = d // b
-    P = _leaf_products(Y.reshape(D, b, r, n, r))
-    P = P / P.abs().amax((1, 2, 3), keepdim=True).clamp_min(1e-300)
-    levels = [torch.einsum("dlpq,dq->dlp", P, _suffix_cols(P.sum(1)))]
+    Yb = Y.reshape(D, b, n, r, r)
+    left = _products(Yb[:, : (b + 1) // 2])  # leaves = (left half, right half) of the block's modes
+    right = _products(Yb[:, (b + 1) // 2:]) if b > 1 else torch.eye(r, dtype=Y.dtype)[:, None].expand(D, r, 1, r)
+    Z = _suffix_cols((left.sum(2) @ right.sum(2)).permute(1, 2, 0)).T  # interface after each block [D, r]
+    right_z = (right.reshape(D, -1, r) @ Z.unsqueeze(-1)).reshape(D, r, -1)
+    levels = [(left.reshape(D, -1, r) @ right_z).reshape(D, r, -1)]
     for _ in range(b - 1):
-        levels.append(levels[-1].reshape(D, -1, n, r).sum(2))
-    U = torch.cat(levels[::-1], 1).transpose(1, 2).contiguous().numpy()
-    return U, P.permute(0, 2, 1, 3).reshape(D, r, -1).contiguous().numpy()
+        levels.append(sum(levels[-1].reshape(D, r, -1, n).unbind(-1)))  # torch sums tiny last dims slowly
+    U = torch.cat(levels[::-1], -1).numpy()
+    P = left.reshape(D, -1, r) @ right.reshape(D, r, -1) if b > 1 else left
+    leaf = np.arange(n**b)
+    path = np.stack([sum(n**t for t in range(1, j)) + leaf // n ** (b - j) for j in range(1, b + 1)])
+    return U, P.reshape(D, r, -1).numpy(), path if b > 1 else None, n
 
 
-def sample(prepared: tuple, m: int, n: int, generator: torch.Generator) -> torch.Tensor:
-    """Draw ``m`` samples ``[m, D]`` of leaf indices per block (exact, one uniform per block and sample).
+def sample(prepared: tuple, m: int, generator: torch.Generator) -> torch.Tensor:
+    """Draw ``m`` samples ``[m, D]`` of leaf indices per block: exact, by inverse CDF with one uniform each.
 
-    Leaf probability = product of the conditionals on its path; inverse-CDF pick. numpy in the loop:
-    its per-call overhead on these tiny arrays is several times lower than torch's.
+    A leaf's probability is the product of the conditionals on its path. numpy in the loop: its
+    per-call overhead on these tiny arrays is several times lower than torch's.
     """
-    U, leaves = prepared
+    U, leaves, path, n = prepared
     D, r, N = U.shape
     L = leaves.shape[2] // r
     u = torch.rand(D, m, 1, dtype=_F, generator=generator).numpy()
     out = np.empty((D, m), dtype=np.int64)
-    Q = np.zeros((m, r))
-    Q[:, 0] = 1.0
-    rows = np.arange(m)
+    Q, rows = np.eye(1, r).repeat(m, 0), np.arange(m)
     for c in range(D):
         g = np.abs(Q @ U[c])
-        if L < N:  # binary tree: conditionals, then products down the levels
+        if path is not None:  # conditionals (siblings normalized), then products along the paths
             g = g.reshape(m, -1, n)
-            g /= g.sum(-1, keepdims=True)
-            g = g.reshape(m, N)
-            p, offset = g[:, :n], n
-            while offset < N:
-                width = p.shape[1] * n
-                p = (p[:, :, None] * g[:, offset: offset + width].reshape(m, -1, n)).reshape(m, width)
-                offset += width
-            g = p
-        cdf = np.cumsum(g, 1)
-        leaf = out[c] = np.minimum((cdf < u[c] * cdf[:, -1:]).sum(1), L - 1)
+            s = g[:, :, :1]
+            for i in range(1, n):  # (numpy reduces tiny axes slowly)
+                s = s + g[:, :, i:i + 1]
+            g = (g / s).reshape(m, N)
+            g = np.take(g, path, axis=1).prod(1)
+        cdf = g.cumsum(1)
+        leaf = out[c] = (cdf >= u[c] * cdf[:, -1:]).argmax(1)
         Q = (Q @ leaves[c]).reshape(m, L, r)[rows, leaf]
-        Q /= np.abs(Q).max(1, keepdims=True)
+        if c % 4 == 3:  # |Q| grows at most r^2-fold per block (leaf products have entries <= r)
+            Q /= np.abs(Q).max(1, keepdims=True)
     return torch.from_numpy(out.T.copy())
 
 
@@ -170,36 +199,39 @@ class Protes(Optimizer):
         self.preferred_batch = k
         self.q = space.size.bit_length() - 1 if self.quantize else 1  # modes per coordinate
         self.n = 2 if self.quantize else space.size  # values per mode
-        shape = (space.dim * self.q, rank, self.n, rank)
+        shape = (space.dim * self.q, self.n, rank, rank)
         self.Y = torch.rand(shape, generator=self.generator, dtype=_F).requires_grad_()
         self.opt = torch.optim.Adam([self.Y], lr=lr)
-        self._cand = torch.empty(0, space.dim, dtype=torch.long)
-        self._vals = torch.empty(0, dtype=_F)
+        self._cand, self._vals = torch.empty(0, space.dim, dtype=torch.long), torch.empty(0, dtype=_F)  # buffer
         self._prepared: tuple | None = None
 
     def ask(self, k: int) -> torch.Tensor:
-        if self._prepared is None:
-            self._prepared = prepare(self.Y.detach(), self.q)
-        return sample(self._prepared, k, self.n, self.generator)
+        if k == 0:
+            return torch.empty(0, self.space.dim, dtype=torch.long)
+        with _one_thread():
+            if self._prepared is None:
+                self._prepared = prepare(self.Y.detach(), self.q)
+            return sample(self._prepared, k, self.generator)
 
     def tell(self, candidates: torch.Tensor, values: torch.Tensor) -> None:
         values = torch.as_tensor(values, dtype=_F).reshape(-1)
         self._cand = torch.cat([self._cand, candidates.long().reshape(-1, self.space.dim)])
-        self._vals = torch.cat([self._vals, values.nan_to_num(nan=-torch.inf)])
+        self._vals = torch.cat([self._vals, torch.where(values.isnan(), -torch.inf, values)])
         while len(self._vals) >= self.k:
             self._update(self._cand[: self.k], self._vals[: self.k])
             self._cand, self._vals = self._cand[self.k:], self._vals[self.k:]
 
     def _update(self, candidates: torch.Tensor, values: torch.Tensor) -> None:
         top = torch.sort(values, descending=True, stable=True).indices[: self.k_top]
-        top = top[torch.isfinite(values[top])]  # failed measurements are never elites
+        top = top[values[top] > -torch.inf]  # failed measurements are never elites
         if len(top) == 0 or self.k_gd == 0:
             return
         idx = to_bits(candidates[top], self.q) if self.quantize else candidates[top]
-        for _ in range(self.k_gd):
-            self.opt.zero_grad(set_to_none=True)
-            (-log_likelihood(self.Y, idx).mean()).backward()
-            self.opt.step()
+        with _one_thread():
+            for _ in range(self.k_gd):
+                self.opt.zero_grad(set_to_none=True)
+                (-log_likelihood(self.Y, idx).mean()).backward()
+                self.opt.step()
         self._prepared = None
 
     def hyperparameters(self) -> dict:
