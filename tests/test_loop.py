@@ -30,7 +30,7 @@ def test_run_folder_contents(tmp_path, tiny_setup):
     res = mango.run(optimizer="random", budget=60, batch=20, generator=gen, target=TorchTarget(net, "lif1:0"),
                     out=tmp_path / "r", progress=False)
     files = {p.name for p in (tmp_path / "r").iterdir()}
-    assert {"config.json", "history.csv", "result.json", "mei.png", "convergence.png", "evolution.gif"} <= files
+    assert {"config.json", "history.csv", "result.json", "mei.png", "top16.png", "convergence.png", "evolution.gif"} <= files
     summary = json.loads((tmp_path / "r" / "result.json").read_text())
     for key in ("best_response", "best_latent", "n_queries", "wall_time_s", "optimizer", "target", "seed"):
         assert key in summary

@@ -53,6 +53,19 @@ def improvements(history: pd.DataFrame, max_frames: int = 40) -> pd.DataFrame:
     return rows
 
 
+def top_grid(history: pd.DataFrame, decode, path: Path, dim: int, integer: bool, n: int = 16) -> None:
+    """The ``n`` best distinct images of the run as one PNG grid, best first (row-major)."""
+    from torchvision.utils import make_grid
+
+    r = history["response"].to_numpy(dtype=float)
+    order = np.argsort(-np.where(np.isfinite(r), r, -np.inf), kind="stable")
+    rows = history.iloc[order].drop_duplicates(subset=latent_columns(dim)).head(n)
+    z = torch.tensor(rows[latent_columns(dim)].to_numpy())
+    grid = make_grid(decode(z.long() if integer else z.float()), nrow=int(np.ceil(np.sqrt(len(rows)))), padding=1,
+                     pad_value=0.5)
+    to_pil(grid, scale=4).save(path)
+
+
 def evolution_gif(history: pd.DataFrame, decode, path: Path, dim: int, integer: bool) -> None:
     """Animated GIF of the best image each time it improved (decoded again from the history)."""
     rows = improvements(history)

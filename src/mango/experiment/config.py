@@ -18,9 +18,9 @@ class RunConfig:
     generator: str = "mnist-sngan"
     model: str = "mnist-snn"
     target: str = "lif2:12"
-    optimizer: str = "tt-s"
+    optimizer: str = "tt-b"
     optimizer_options: dict = field(default_factory=dict)
-    budget: int = 2000
+    budget: int = 3000
     batch: int | None = None
     seed: int = 0
 

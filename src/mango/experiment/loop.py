@@ -154,6 +154,7 @@ def finish(run_dir: Path, cfg: RunConfig, gen: Generator, wall: float, integer: 
     artifacts.convergence_plot(df, run_dir / "convergence.png",
                                f"{cfg.optimizer} on {cfg.model} {cfg.target} (seed {cfg.seed})")
     artifacts.evolution_gif(df, gen.decode, run_dir / "evolution.gif", gen.space.dim, integer)
+    artifacts.top_grid(df, gen.decode, run_dir / "top16.png", gen.space.dim, integer)
     result = RunResult(run_dir, best, z[0], image, int(df["query"].iloc[i]), len(df), wall,
                        json.loads(cfg.to_json()), df)
     (run_dir / "result.json").write_text(json.dumps(result.summary(), indent=2) + "\n")
