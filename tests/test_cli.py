@@ -21,8 +21,7 @@ def test_run_show_and_resume_from_the_command_line(tmp_path):
     assert summary["n_queries"] == 40 and summary["target"] == "lif1:6" and summary["seed"] == 2
     shown = runner.invoke(app, ["show", str(out)])
     assert shown.exit_code == 0 and f"{summary['best_response']:.4f}" in shown.output
-    more = runner.invoke(app, ["run", "--optimizer", "random", "--budget", "60", "--batch", "20", "--seed", "2",
-                               "--target", "lif1:6", "--out", str(out), "--resume", "--quiet"])
+    more = runner.invoke(app, ["run", "--budget", "60", "--out", str(out), "--resume", "--quiet"])
     assert more.exit_code == 0, more.output
     assert json.loads((out / "result.json").read_text())["n_queries"] == 60
 
@@ -50,7 +49,8 @@ def test_list_families(family, name):
     (["run", "--target", "garbage"], "malformed target spec 'garbage'"),
     (["run", "--budget", "5", "--batch", "10"], "budget 5 is smaller than batch 10"),
     (["run", "--opt", "lr"], "malformed --opt 'lr'"),
-    (["run", "--resume"], "--resume needs --out"),
+    (["run", "--resume"], "resume needs the folder of the run to continue (--out DIR)"),
+    (["run", "--model-weights", "/nonexistent.safetensors"], "weights file not found: /nonexistent.safetensors"),
     (["layers", "resnet999"], "unknown model 'resnet999'"),
     (["show", "/nonexistent/run"], "run folder not found"),
 ])
@@ -70,3 +70,13 @@ def test_installed_command_reports_errors_without_traceback(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: unit 99 out of range for layer 'lif2': it has 32 units (0..31)"
+
+
+def test_corrupt_weights_given_on_the_command_line(tmp_path):
+    bad = tmp_path / "snn.safetensors"
+    bad.write_bytes(b"not a safetensors file at all")
+    (tmp_path / "snn.json").write_text('{"architecture": {}}')
+    res = runner.invoke(app, ["run", "--model-weights", str(bad), "--out", str(tmp_path / "r")])
+    assert res.exit_code == 2
+    assert res.stderr.strip() == f"error: cannot read weights file {bad}: not a valid safetensors file (SafetensorError)"
+    assert not (tmp_path / "r").exists()

@@ -62,7 +62,7 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, tiny_setup
     gen, net = tiny_setup
     kwargs = dict(optimizer=optimizer, budget=120, batch=10, seed=3, generator=gen, progress=False)
     full = mango.run(target=TorchTarget(net, "lif2:1"), out=tmp_path / "full", **kwargs)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match=r"after 50 of 120 queries.*continue with: mango run --resume --out"):
         mango.run(target=Interrupting(TorchTarget(net, "lif2:1"), after=5), out=tmp_path / "cut", **kwargs)
     assert len(pd.read_csv(tmp_path / "cut" / "history.csv")) == 50  # every measured batch was kept
     with open(tmp_path / "cut" / "history.csv", "a") as f:  # a torn half-written line from the crash

@@ -47,33 +47,36 @@ def _options(pairs: list[str]) -> dict:
     return result
 
 
+D = RunConfig()  # the defaults, shown in --help; None below means "default, or the stored value on --resume"
+
+
 @app.command()
 def run(
-    optimizer: str = typer.Option(RunConfig.optimizer, help="optimizer name (see `mango list optimizers`)"),
-    budget: int = typer.Option(RunConfig.budget, help="number of queries (images shown to the target)"),
-    batch: Optional[int] = typer.Option(None, help="queries per optimizer step (default: the optimizer's own)"),
-    seed: int = typer.Option(0, help="seed of the optimizer"),
-    target: str = typer.Option(RunConfig.target, help="class:N, LAYER:UNIT or LAYER:UNIT@ROW,COL"),
-    model: str = typer.Option(RunConfig.model, help="target network (see `mango list targets`)"),
-    generator: str = typer.Option(RunConfig.generator, help="generator (see `mango list generators`)"),
+    optimizer: Optional[str] = typer.Option(None, help=f"optimizer (`mango list optimizers`) [default: {D.optimizer}]"),
+    budget: Optional[int] = typer.Option(None, help=f"number of queries (images shown) [default: {D.budget}]"),
+    batch: Optional[int] = typer.Option(None, help="queries per optimizer step [default: the optimizer's own]"),
+    seed: Optional[int] = typer.Option(None, help=f"seed of the optimizer [default: {D.seed}]"),
+    target: Optional[str] = typer.Option(None, help=f"class:N, LAYER:UNIT or LAYER:UNIT@ROW,COL [default: {D.target}]"),
+    model: Optional[str] = typer.Option(None, help=f"target network (`mango list targets`) [default: {D.model}]"),
+    generator: Optional[str] = typer.Option(None, help=f"generator (`mango list generators`) [default: {D.generator}]"),
     opt: list[str] = typer.Option([], "--opt", help="optimizer hyperparameter KEY=VALUE, repeatable"),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="run folder (default runs/<time>-...)"),
-    resume: bool = typer.Option(False, help="continue the interrupted run in --out"),
+    model_weights: Optional[str] = typer.Option(None, help="safetensors file for the target network"),
+    generator_weights: Optional[str] = typer.Option(None, help="safetensors file for the generator"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="run folder [default: runs/<time>-...]"),
+    resume: bool = typer.Option(False, help="continue the run in --out (settings come from its config.json)"),
     quiet: bool = typer.Option(False, help="no progress bar"),
 ) -> None:
     """Find the most exciting image of one unit and write a run folder."""
     from .. import run as run_api
 
     with user_errors():
-        if resume and out_dir is None:
-            raise MangoError("--resume needs --out DIR: the folder of the run to continue")
         try:
             result = run_api(optimizer=optimizer, budget=budget, batch=batch, seed=seed, target=target, model=model,
-                             generator=generator, optimizer_options=_options(opt), out=out_dir, resume=resume,
-                             progress=not quiet)
-        except KeyboardInterrupt:
-            err.print("interrupted: every measured batch is saved; continue with "
-                      f"`mango run --resume --out <run folder>` and the same settings")
+                             generator=generator, optimizer_options=_options(opt) or None,
+                             model_weights=model_weights, generator_weights=generator_weights, out=out_dir,
+                             resume=resume, progress=not quiet)
+        except KeyboardInterrupt as exc:
+            err.print(str(exc) or "interrupted", highlight=False, soft_wrap=True)
             raise typer.Exit(130) from None
         _summary(result.summary())
 

@@ -8,7 +8,8 @@ from pathlib import Path
 from ..errors import MangoError
 
 #: settings that must match when a run is resumed (the budget may grow)
-FIXED_ON_RESUME = ("generator", "model", "target", "optimizer", "optimizer_options", "batch", "seed")
+FIXED_ON_RESUME = ("generator", "model", "target", "optimizer", "optimizer_options", "batch", "seed",
+                   "model_weights", "generator_weights")
 
 
 @dataclass
@@ -23,6 +24,8 @@ class RunConfig:
     budget: int = 3000
     batch: int | None = None
     seed: int = 0
+    model_weights: str | None = None
+    generator_weights: str | None = None
 
     def validate(self) -> None:
         if not isinstance(self.budget, int) or self.budget < 1:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import time
 from contextlib import nullcontext
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -29,8 +31,8 @@ from .result import RunResult, best_of
 def build_components(cfg: RunConfig, generator: Generator | None = None,
                      target: Target | None = None) -> tuple[Generator, Target, Optimizer]:
     """Generator, target and optimizer for ``cfg``; objects given directly take precedence."""
-    gen = generator or GENERATORS.create(cfg.generator)
-    tgt = target or make_target(cfg.model, cfg.target)
+    gen = generator or GENERATORS.create(cfg.generator, *([cfg.generator_weights] if cfg.generator_weights else []))
+    tgt = target or make_target(cfg.model, cfg.target, cfg.model_weights)
     if tuple(gen.image_shape) != tuple(tgt.input_shape):
         raise MangoError(f"generator {gen.name!r} makes images of shape {list(gen.image_shape)} but target "
                          f"{tgt.name!r} expects {list(tgt.input_shape)}")
@@ -49,24 +51,26 @@ def _run_dir(out: str | Path | None, cfg: RunConfig) -> Path:
     return Path("runs") / f"{stamp}-{cfg.model}-{cfg.target.replace(':', '_')}-{cfg.optimizer}-s{cfg.seed}"
 
 
-def _prepare_dir(run_dir: Path, cfg: RunConfig, resume: bool) -> RunConfig:
-    """Create the folder, or check a resumed one matches; return the config to use."""
-    saved = run_dir / "config.json"
-    if resume:
+def resolve_config(given: dict, out: str | Path | None, resume: bool) -> RunConfig:
+    """Settings given (not None) over the defaults, or over the stored config when resuming."""
+    if not resume:
+        cfg = RunConfig(**given)
+    else:
+        if out is None:
+            raise MangoError("resume needs the folder of the run to continue (--out DIR)")
+        saved = Path(out) / "config.json"
         if not saved.is_file():
-            raise MangoError(f"nothing to resume in {run_dir}: it holds no config.json")
-        old = RunConfig.load(saved)
-        diff = old.mismatches(cfg)
+            raise MangoError(f"nothing to resume in {out}: it holds no config.json")
+        stored = RunConfig.load(saved)
+        cfg = replace(stored, **given)
+        diff = stored.mismatches(cfg)
         if diff:
-            raise MangoError(f"cannot resume {run_dir} with other settings ({'; '.join(diff)})")
-        return cfg
-    if saved.exists():
-        raise MangoError(f"{run_dir} already holds a run: pass --resume to continue it or choose another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
+            raise MangoError(f"cannot resume {out} with other settings ({'; '.join(diff)})")
+    cfg.validate()
     return cfg
 
 
-def _replay(opt: Optimizer, df, dim: int, integer: bool) -> None:
+def _replay(opt: Optimizer, df: pd.DataFrame, dim: int) -> None:
     """Bring the optimizer to the state it had after the recorded batches."""
     zcols = latent_columns(dim)
     for b, rows in df.groupby("batch", sort=True):
@@ -85,69 +89,85 @@ def _progress(enabled: bool):
                     TextColumn("best [green]{task.fields[best]}"), TimeElapsedColumn())
 
 
-def run(optimizer: str = RunConfig.optimizer, budget: int = RunConfig.budget, batch: int | None = None,
-        seed: int = 0, target: str | Target = RunConfig.target, model: str = RunConfig.model,
-        generator: str | Generator = RunConfig.generator, optimizer_options: dict | None = None,
+def run(optimizer: str | None = None, budget: int | None = None, batch: int | None = None,
+        seed: int | None = None, target: str | Target | None = None, model: str | None = None,
+        generator: str | Generator | None = None, optimizer_options: dict | None = None,
+        model_weights: str | None = None, generator_weights: str | None = None,
         out: str | Path | None = None, resume: bool = False, progress: bool = True) -> RunResult:
     """Find the most exciting input of one unit; returns a :class:`RunResult`.
 
-    ``generator`` and ``target`` take registered names (with ``model``) or
-    objects implementing :class:`Generator` / :class:`Target`.
+    Settings left ``None`` take the embedded default (:class:`RunConfig`),
+    or, with ``resume=True``, the values stored in ``out/config.json`` (the
+    budget may be raised to extend a run). ``generator`` and ``target`` take
+    registered names or objects implementing :class:`Generator` / :class:`Target`.
     """
     gen_obj = generator if isinstance(generator, Generator) else None
     tgt_obj = target if isinstance(target, Target) else None
-    cfg = RunConfig(
-        generator=gen_obj.name if gen_obj else generator, model=tgt_obj.name if tgt_obj else model,
-        target=str(getattr(tgt_obj, "spec", tgt_obj.name)) if tgt_obj else target, optimizer=optimizer,
-        optimizer_options=dict(optimizer_options or {}), budget=budget, batch=batch, seed=seed)
-    cfg.validate()
+    given = dict(generator=gen_obj.name if gen_obj else generator, model=tgt_obj.name if tgt_obj else model,
+                 target=str(getattr(tgt_obj, "spec", tgt_obj.name)) if tgt_obj else target, optimizer=optimizer,
+                 optimizer_options=optimizer_options, budget=budget, batch=batch, seed=seed,
+                 model_weights=model_weights, generator_weights=generator_weights)
+    cfg = resolve_config({k: v for k, v in given.items() if v is not None}, out, resume)
     gen, tgt, opt = build_components(cfg, gen_obj, tgt_obj)
     cfg.batch = cfg.batch or min(opt.preferred_batch, cfg.budget)
     run_dir = _run_dir(out, cfg)
-    cfg = _prepare_dir(run_dir, cfg, resume)
+    if not resume and (run_dir / "config.json").exists():
+        raise MangoError(f"{run_dir} already holds a run: pass --resume to continue it or choose another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(cfg.to_json())
 
     dim, hist_path = gen.space.dim, run_dir / "history.csv"
-    done, batch_id, elapsed0 = 0, 0, 0.0
-    integer = True
+    done, batch_id, elapsed0, best = 0, 0, 0.0, -np.inf
     if resume and hist_path.exists():
         df = repair_history(hist_path, dim)
         if len(df):
-            _replay(opt, df, dim, integer)
+            _replay(opt, df, dim)
             done, batch_id, elapsed0 = len(df), int(df["batch"].iloc[-1]) + 1, float(df["elapsed_s"].iloc[-1])
-            best_so_far = best_of(df)[1] if np.isfinite(df["response"]).any() else -np.inf
+            best = float(df["value"].max())
     writer = HistoryWriter(hist_path, dim)
-    best = best_so_far if done else -np.inf
     start = time.perf_counter() - elapsed0
-    with _progress(progress) as bar:
-        task = bar.add_task(f"{cfg.optimizer} -> {tgt.name} {cfg.target}", total=cfg.budget, completed=done,
-                            best=f"{best:.4g}") if bar else None
-        while done < cfg.budget:
-            k = min(cfg.batch, cfg.budget - done)
-            t0 = time.perf_counter()
-            z = opt.ask(k)
-            integer = not torch.is_floating_point(z)
-            resp = tgt.responses(gen.decode(z)).double().mean(1)
-            values = torch.where(torch.isfinite(resp), resp, torch.full_like(resp, -np.inf))
-            opt.tell(z, values)
-            now = time.perf_counter()
-            writer.append(done, batch_id, z, resp, values, now - start, now - t0)
-            done, batch_id = done + k, batch_id + 1
-            best = max(best, float(values.max()))
-            if bar:
-                bar.update(task, completed=done, best=f"{best:.4g}")
-    return finish(run_dir, cfg, gen, time.perf_counter() - start, integer)
+    try:
+        with _progress(progress) as bar:
+            task = bar.add_task(f"{cfg.optimizer} -> {tgt.name} {cfg.target}", total=cfg.budget, completed=done,
+                                best=f"{best:.4g}") if bar else None
+            while done < cfg.budget:
+                k = min(cfg.batch, cfg.budget - done)
+                t0 = time.perf_counter()
+                z = opt.ask(k)
+                resp = tgt.responses(gen.decode(z)).double().mean(1)
+                values = torch.where(torch.isfinite(resp), resp, torch.full_like(resp, -np.inf))
+                opt.tell(z, values)
+                now = time.perf_counter()
+                writer.append(done, batch_id, z, resp, values, now - start, now - t0)
+                done, batch_id = done + k, batch_id + 1
+                best = max(best, float(values.max()))
+                if bar:
+                    bar.update(task, completed=done, best=f"{best:.4g}")
+    except KeyboardInterrupt:
+        raise RunInterrupted(run_dir, done, cfg.budget) from None
+    return finish(run_dir, cfg, gen, time.perf_counter() - start)
 
 
-def finish(run_dir: Path, cfg: RunConfig, gen: Generator, wall: float, integer: bool) -> RunResult:
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or a kill) mid-run: what was measured is on disk, and how to continue."""
+
+    def __init__(self, run_dir: Path, done: int, budget: int) -> None:
+        super().__init__(f"interrupted after {done} of {budget} queries; every measured batch is in "
+                         f"{run_dir / 'history.csv'}; continue with: mango run --resume --out {run_dir}")
+        self.run_dir = run_dir
+
+
+def finish(run_dir: Path, cfg: RunConfig, gen: Generator, wall: float) -> RunResult:
     """Write the MEI, plots, GIF and ``result.json`` from the history on disk."""
     import json
 
     from .history import read_history
 
     df = read_history(run_dir / "history.csv")
+    zcols = latent_columns(gen.space.dim)
+    integer = all(pd.api.types.is_integer_dtype(df[c]) for c in zcols)
     i, best = best_of(df)
-    z = torch.tensor(df[latent_columns(gen.space.dim)].to_numpy()[i : i + 1])
+    z = torch.tensor(df[zcols].to_numpy()[i : i + 1])
     z = z.long() if integer else z.float()
     image = gen.decode(z)[0]
     artifacts.to_pil(image).save(run_dir / "mei.png")
