@@ -60,7 +60,7 @@ def main() -> None:
         table.add_column(col)
     for r in rows:
         table.add_row(*(f"{v:.4f}" if isinstance(v, float) and k == "best_response" else str(v) for k, v in r.items()))
-    Console().print(table)
+    Console(width=200).print(table)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.processor() or
             platform.machine(), "date": time.strftime("%Y-%m-%d")}

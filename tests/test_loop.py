@@ -37,7 +37,7 @@ def test_run_folder_contents(tmp_path, tiny_setup):
     hist = pd.read_csv(tmp_path / "r" / "history.csv")
     assert len(hist) == 60 and hist["query"].tolist() == list(range(60))
     assert summary["best_response"] == pytest.approx(hist["response"].max())
-    assert np.genfromtxt(tmp_path / "r" / "history.csv", delimiter=",", skip_header=1).shape == (60, 7 + 8)
+    assert np.genfromtxt(tmp_path / "r" / "history.csv", delimiter=",", skip_header=1).shape == (60, 9 + 8)
     loaded = mango.load_run(tmp_path / "r")
     assert loaded["best_latent"] == res.best_latent.tolist()
 
@@ -66,7 +66,7 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, tiny_setup
         mango.run(target=Interrupting(TorchTarget(net, "lif2:1"), after=5), out=tmp_path / "cut", **kwargs)
     assert len(pd.read_csv(tmp_path / "cut" / "history.csv")) == 50  # every measured batch was kept
     with open(tmp_path / "cut" / "history.csv", "a") as f:  # a torn half-written line from the crash
-        f.write("50,5,10,0.1,0.1,1.0,0.1,3,4")
+        f.write("50,5,10,0.1,0.0,0.1,1.0,0.1,0.01,3,4")
     resumed = mango.run(target=TorchTarget(net, "lif2:1"), out=tmp_path / "cut", resume=True, **kwargs)
     cols = ["query", "batch", "response", *latent_columns(gen.space.dim)]
     pd.testing.assert_frame_equal(resumed.history[cols], full.history[cols])
@@ -122,6 +122,8 @@ def test_all_nan_responses_fail_clearly_but_keep_history(tmp_path, tiny_setup):
     (dict(optimizer="nope"), "unknown optimizer 'nope'; allowed: "),
     (dict(budget=5, batch=10), "budget 5 is smaller than batch 10"),
     (dict(budget=0), "budget must be a positive integer"),
+    (dict(repeats=0), "repeats must be a positive integer, got 0"),
+    (dict(remeasure=-1), "remeasure must be a non-negative integer, got -1"),
     (dict(generator="nope"), "unknown generator 'nope'"),
     (dict(model="nope"), "unknown model 'nope'"),
     (dict(target="lif2:99"), "unit 99 out of range"),
@@ -158,3 +160,44 @@ def test_existing_run_folder_needs_resume_and_same_settings(tmp_path, tiny_setup
         mango.run(target=TorchTarget(net, "lif1:0"), resume=True, **{**kw, "seed": 5})
     with pytest.raises(MangoError, match="nothing to resume"):
         mango.run(target=TorchTarget(net, "lif1:0"), resume=True, **{**kw, "out": tmp_path / "empty"})
+
+
+class Noisy(Target):
+    """A neuron with trial-to-trial noise: mean image brightness plus seeded Gaussian noise."""
+
+    name, input_shape = "noisy", (1, 28, 28)
+
+    def __init__(self, sigma: float) -> None:
+        self.sigma, self.calls, self.g = sigma, 0, torch.Generator().manual_seed(0)
+
+    @staticmethod
+    def clean(images):
+        return images.mean((1, 2, 3))
+
+    def responses(self, images):
+        self.calls += len(images)
+        return (self.clean(images) + self.sigma * torch.randn(len(images), generator=self.g))[:, None]
+
+
+def test_repeats_record_mean_and_spread(tmp_path, tiny_setup):
+    gen, _ = tiny_setup
+    tgt = Noisy(0.05)
+    res = mango.run(optimizer="random", budget=40, batch=10, repeats=4, generator=gen, target=tgt,
+                    out=tmp_path / "n", progress=False)
+    assert tgt.calls == 160 and res.summary()["presentations"] == 160
+    h = res.history
+    assert (h["response_sd"] > 0).all()
+    clean = Noisy.clean(gen.decode(torch.tensor(h[latent_columns(8)].to_numpy())).double())
+    assert np.abs(h["response"].to_numpy() - clean.numpy()).mean() < 0.05  # mean of 4 is within 1 sigma
+
+
+def test_remeasure_corrects_a_lucky_single_measurement(tmp_path, tiny_setup):
+    gen, _ = tiny_setup
+    kw = dict(optimizer="random", budget=300, batch=50, generator=gen, progress=False)
+    plain = mango.run(target=Noisy(0.2), out=tmp_path / "a", **kw)
+    checked = mango.run(target=Noisy(0.2), remeasure=30, out=tmp_path / "b", **kw)
+    truth = float(Noisy.clean(checked.best_image[None]))
+    recorded = checked.summary()["remeasured"]["recorded_response"]
+    assert plain.best_response - float(Noisy.clean(plain.best_image[None])) > 0.2  # winner's curse without it
+    assert abs(checked.best_response - truth) < 0.1 < abs(recorded - truth)
+    assert (tmp_path / "b" / "remeasured.csv").exists()

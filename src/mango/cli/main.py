@@ -62,6 +62,8 @@ def run(
     opt: list[str] = typer.Option([], "--opt", help="optimizer hyperparameter KEY=VALUE, repeatable"),
     model_weights: Optional[str] = typer.Option(None, help="safetensors file for the target network"),
     generator_weights: Optional[str] = typer.Option(None, help="safetensors file for the generator"),
+    repeats: Optional[int] = typer.Option(None, help="measurements per candidate, for noisy targets [default: 1]"),
+    remeasure: Optional[int] = typer.Option(None, help="re-measure the 5 best this many times at the end [default: 0]"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="run folder [default: runs/<time>-...]"),
     resume: bool = typer.Option(False, help="continue the run in --out (settings come from its config.json)"),
     quiet: bool = typer.Option(False, help="no progress bar"),
@@ -73,7 +75,8 @@ def run(
         try:
             result = run_api(optimizer=optimizer, budget=budget, batch=batch, seed=seed, target=target, model=model,
                              generator=generator, optimizer_options=_options(opt) or None,
-                             model_weights=model_weights, generator_weights=generator_weights, out=out_dir,
+                             model_weights=model_weights, generator_weights=generator_weights, repeats=repeats,
+                             remeasure=remeasure, out=out_dir,
                              resume=resume, progress=not quiet)
         except KeyboardInterrupt as exc:
             err.print(str(exc) or "interrupted", highlight=False, soft_wrap=True)

@@ -9,7 +9,7 @@ from ..errors import MangoError
 
 #: settings that must match when a run is resumed (the budget may grow)
 FIXED_ON_RESUME = ("generator", "model", "target", "optimizer", "optimizer_options", "batch", "seed",
-                   "model_weights", "generator_weights")
+                   "model_weights", "generator_weights", "repeats")
 
 
 @dataclass
@@ -26,12 +26,20 @@ class RunConfig:
     seed: int = 0
     model_weights: str | None = None
     generator_weights: str | None = None
+    #: measurements per candidate (noisy targets): the history keeps their mean and spread
+    repeats: int = 1
+    #: at the end, measure the 5 best candidates this many more times and report the best mean
+    remeasure: int = 0
 
     def validate(self) -> None:
         if not isinstance(self.budget, int) or self.budget < 1:
             raise MangoError(f"budget must be a positive integer, got {self.budget!r}")
         if self.batch is not None and (not isinstance(self.batch, int) or self.batch < 1):
             raise MangoError(f"batch must be a positive integer, got {self.batch!r}")
+        if not isinstance(self.repeats, int) or self.repeats < 1:
+            raise MangoError(f"repeats must be a positive integer, got {self.repeats!r}")
+        if not isinstance(self.remeasure, int) or self.remeasure < 0:
+            raise MangoError(f"remeasure must be a non-negative integer, got {self.remeasure!r}")
         if self.batch is not None and self.budget < self.batch:
             raise MangoError(f"budget {self.budget} is smaller than batch {self.batch}; use budget >= batch")
 

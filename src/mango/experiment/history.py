@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-COLUMNS = ("query", "batch", "asked", "response", "value", "elapsed_s", "batch_s")
+COLUMNS = ("query", "batch", "asked", "response", "response_sd", "value", "elapsed_s", "batch_s", "optimizer_s")
 
 
 def latent_columns(dim: int) -> list[str]:
@@ -30,12 +30,13 @@ class HistoryWriter:
         if not self.path.exists() or self.path.stat().st_size == 0:
             self.path.write_text(",".join([*COLUMNS, *latent_columns(dim)]) + "\n")
 
-    def append(self, first_query: int, batch: int, z: torch.Tensor, responses: torch.Tensor,
-               values: torch.Tensor, elapsed: float, batch_s: float) -> None:
+    def append(self, first_query: int, batch: int, z: torch.Tensor, responses: torch.Tensor, sd: torch.Tensor,
+               values: torch.Tensor, elapsed: float, batch_s: float, optimizer_s: float) -> None:
+        """One batch: ``elapsed`` since the run started, ``batch_s`` for the whole batch, ``optimizer_s`` in ask+tell."""
         zs = z.cpu().numpy()
         buf = io.StringIO()
         for i in range(len(zs)):
-            head = f"{first_query + i},{batch},{len(zs)},{float(responses[i])!r},{float(values[i])!r},{elapsed:.6f},{batch_s:.6f}"
+            head = f"{first_query + i},{batch},{len(zs)},{float(responses[i])!r},{float(sd[i])!r},{float(values[i])!r},{elapsed:.6f},{batch_s:.6f},{optimizer_s:.6f}"
             buf.write(head + "," + ",".join(map(repr, zs[i].tolist())) + "\n")
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
         try:  # one syscall per batch: a kill cannot interleave half a batch with the next

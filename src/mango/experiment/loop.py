@@ -7,6 +7,7 @@ recorded one) and continues: the result equals an uninterrupted run.
 """
 from __future__ import annotations
 
+import json
 import time
 from contextlib import nullcontext
 from dataclasses import replace
@@ -24,7 +25,7 @@ from ..optimizers import OPTIMIZERS, Optimizer
 from ..targets import Target, make_target
 from . import artifacts
 from .config import RunConfig
-from .history import HistoryWriter, latent_columns, repair_history
+from .history import HistoryWriter, latent_columns, read_history, repair_history
 from .result import RunResult, best_of
 
 
@@ -70,6 +71,14 @@ def resolve_config(given: dict, out: str | Path | None, resume: bool) -> RunConf
     return cfg
 
 
+def measure(target: Target, images: torch.Tensor, repeats: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and spread over ``repeats`` presentations of each image (one batch); objective = mean over units."""
+    if repeats > 1:
+        images = images.repeat_interleave(repeats, 0)
+    r = target.responses(images).double().mean(1).view(-1, repeats)
+    return r.mean(1), (r.std(1, correction=0) if repeats > 1 else torch.zeros(len(r), dtype=r.dtype))
+
+
 def _replay(opt: Optimizer, df: pd.DataFrame, dim: int) -> None:
     """Bring the optimizer to the state it had after the recorded batches."""
     zcols = latent_columns(dim)
@@ -92,13 +101,15 @@ def _progress(enabled: bool):
 def run(optimizer: str | None = None, budget: int | None = None, batch: int | None = None,
         seed: int | None = None, target: str | Target | None = None, model: str | None = None,
         generator: str | Generator | None = None, optimizer_options: dict | None = None,
-        model_weights: str | None = None, generator_weights: str | None = None,
-        out: str | Path | None = None, resume: bool = False, progress: bool = True) -> RunResult:
+        model_weights: str | None = None, generator_weights: str | None = None, repeats: int | None = None,
+        remeasure: int | None = None, out: str | Path | None = None, resume: bool = False, progress: bool = True) -> RunResult:
     """Find the most exciting input of one unit; returns a :class:`RunResult`.
 
     Settings left ``None`` take the embedded default (:class:`RunConfig`),
     or, with ``resume=True``, the values stored in ``out/config.json`` (the
-    budget may be raised to extend a run). ``generator`` and ``target`` take
+    budget may be raised to extend a run). ``repeats`` measures each candidate
+    several times (noisy targets); ``remeasure`` re-measures the 5 best at
+    the end and reports the best mean. ``generator`` and ``target`` take
     registered names or objects implementing :class:`Generator` / :class:`Target`.
     """
     gen_obj = generator if isinstance(generator, Generator) else None
@@ -106,7 +117,8 @@ def run(optimizer: str | None = None, budget: int | None = None, batch: int | No
     given = dict(generator=gen_obj.name if gen_obj else generator, model=tgt_obj.name if tgt_obj else model,
                  target=str(getattr(tgt_obj, "spec", tgt_obj.name)) if tgt_obj else target, optimizer=optimizer,
                  optimizer_options=optimizer_options, budget=budget, batch=batch, seed=seed,
-                 model_weights=model_weights, generator_weights=generator_weights)
+                 model_weights=model_weights, generator_weights=generator_weights, repeats=repeats,
+                 remeasure=remeasure)
     cfg = resolve_config({k: v for k, v in given.items() if v is not None}, out, resume)
     gen, tgt, opt = build_components(cfg, gen_obj, tgt_obj)
     cfg.batch = cfg.batch or min(opt.preferred_batch, cfg.budget)
@@ -134,18 +146,20 @@ def run(optimizer: str | None = None, budget: int | None = None, batch: int | No
                 k = min(cfg.batch, cfg.budget - done)
                 t0 = time.perf_counter()
                 z = opt.ask(k)
-                resp = tgt.responses(gen.decode(z)).double().mean(1)
+                t1 = time.perf_counter()
+                resp, sd = measure(tgt, gen.decode(z), cfg.repeats)
                 values = torch.where(torch.isfinite(resp), resp, torch.full_like(resp, -np.inf))
+                t2 = time.perf_counter()
                 opt.tell(z, values)
                 now = time.perf_counter()
-                writer.append(done, batch_id, z, resp, values, now - start, now - t0)
+                writer.append(done, batch_id, z, resp, sd, values, now - start, now - t0, (t1 - t0) + (now - t2))
                 done, batch_id = done + k, batch_id + 1
                 best = max(best, float(values.max()))
                 if bar:
                     bar.update(task, completed=done, best=f"{best:.4g}")
     except KeyboardInterrupt:
         raise RunInterrupted(run_dir, done, cfg.budget) from None
-    return finish(run_dir, cfg, gen, time.perf_counter() - start)
+    return finish(run_dir, cfg, gen, tgt, time.perf_counter() - start)
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -157,25 +171,45 @@ class RunInterrupted(KeyboardInterrupt):
         self.run_dir = run_dir
 
 
-def finish(run_dir: Path, cfg: RunConfig, gen: Generator, wall: float) -> RunResult:
+def remeasure_top(df: pd.DataFrame, gen: Generator, tgt: Target, n: int, top: int = 5) -> pd.DataFrame:
+    """Measure the ``top`` best distinct candidates ``n`` more times each, so a lucky single
+    measurement of a noisy neuron is not reported as the answer."""
+    zcols = latent_columns(gen.space.dim)
+    order = np.argsort(-df["value"].to_numpy(), kind="stable")
+    rows = df.iloc[order].drop_duplicates(subset=zcols).head(top)
+    mean, sd = measure(tgt, gen.decode(_latents(rows, zcols)), n)
+    return pd.DataFrame({"query": rows["query"].to_numpy(), "recorded": rows["response"].to_numpy(),
+                         "mean": mean.numpy(), "sd": sd.numpy(), "n": n})
+
+
+def _latents(rows: pd.DataFrame, zcols: list[str]) -> torch.Tensor:
+    """Candidates as recorded: integer columns are grid indices, float columns box values."""
+    z = torch.tensor(rows[zcols].to_numpy())
+    return z.long() if all(pd.api.types.is_integer_dtype(rows[c]) for c in zcols) else z.float()
+
+
+def finish(run_dir: Path, cfg: RunConfig, gen: Generator, tgt: Target, wall: float) -> RunResult:
     """Write the MEI, plots, GIF and ``result.json`` from the history on disk."""
-    import json
-
-    from .history import read_history
-
     df = read_history(run_dir / "history.csv")
     zcols = latent_columns(gen.space.dim)
-    integer = all(pd.api.types.is_integer_dtype(df[c]) for c in zcols)
     i, best = best_of(df)
-    z = torch.tensor(df[zcols].to_numpy()[i : i + 1])
-    z = z.long() if integer else z.float()
+    remeasured = None
+    if cfg.remeasure:
+        rm = remeasure_top(df, gen, tgt, cfg.remeasure)
+        rm.to_csv(run_dir / "remeasured.csv", index=False)
+        j = int(np.nanargmax(np.where(np.isfinite(rm["mean"]), rm["mean"], np.nan)))
+        i, best = int(rm["query"].iloc[j]), float(rm["mean"].iloc[j])
+        remeasured = {"n": cfg.remeasure, "recorded_response": float(rm["recorded"].iloc[j]),
+                      "sd": float(rm["sd"].iloc[j])}
+    z = _latents(df.iloc[i : i + 1], zcols)
     image = gen.decode(z)[0]
     artifacts.to_pil(image).save(run_dir / "mei.png")
     artifacts.convergence_plot(df, run_dir / "convergence.png",
                                f"{cfg.optimizer} on {cfg.model} {cfg.target} (seed {cfg.seed})")
+    integer = not torch.is_floating_point(z)
     artifacts.evolution_gif(df, gen.decode, run_dir / "evolution.gif", gen.space.dim, integer)
     artifacts.top_grid(df, gen.decode, run_dir / "top16.png", gen.space.dim, integer)
     result = RunResult(run_dir, best, z[0], image, int(df["query"].iloc[i]), len(df), wall,
-                       json.loads(cfg.to_json()), df)
+                       json.loads(cfg.to_json()), df, remeasured)
     (run_dir / "result.json").write_text(json.dumps(result.summary(), indent=2) + "\n")
     return result

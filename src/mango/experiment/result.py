@@ -29,6 +29,8 @@ class RunResult:
     wall_time_s: float
     config: dict
     history: pd.DataFrame
+    #: with ``remeasure``: the re-measured incumbent (n, its single recorded response, sd)
+    remeasured: dict | None = None
 
     def summary(self) -> dict:
         """The content of ``result.json``."""
@@ -38,7 +40,8 @@ class RunResult:
             "best_query": self.best_query, "n_queries": self.n_queries, "wall_time_s": round(self.wall_time_s, 3),
             "optimizer": c["optimizer"], "optimizer_options": c["optimizer_options"], "target": c["target"],
             "generator": c["generator"], "model": c["model"], "seed": c["seed"], "batch": c["batch"],
-            "budget": c["budget"], "run_dir": str(self.run_dir),
+            "budget": c["budget"], "repeats": c["repeats"], "presentations": self.n_queries * c["repeats"],
+            "remeasured": self.remeasured, "run_dir": str(self.run_dir),
         }
 
 

@@ -1,0 +1,136 @@
+"""Compare optimizers on one generator + target: query efficiency, wall time, overhead.
+
+    python benchmarks/optimizers.py --optimizers tt-b,tt-s,protes,random --budgets 1000,5000,10000 --seeds 5
+
+For each optimizer and seed one run with the largest budget is made (the
+smaller budgets are its prefixes: no optimizer here is told the budget).
+Prints a table and writes ``<out>/optimizers.json`` and
+``<out>/convergence.png`` (median best response vs queries with the 25-75 %
+band, full and zoomed, like the paper's Figure 5). Responses are also given
+as a ratio to the best of ``--random-reference`` random latents, the way
+XDream reports evolved / best-natural-image ratios. Run folders are kept in
+``<out>/runs`` for later analysis.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.progress import track  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+import mango  # noqa: E402
+
+
+def random_reference(gen, tgt, n: int, seed: int = 12345, batch: int = 250) -> float:
+    """Best response over ``n`` uniform random grid latents."""
+    g = torch.Generator().manual_seed(seed)
+    best = -np.inf
+    for i in range(0, n, batch):
+        z = torch.randint(0, gen.space.size, (min(batch, n - i), gen.space.dim), generator=g)
+        r = tgt.responses(gen.decode(z)).double().mean(1)
+        best = max(best, float(r[torch.isfinite(r)].max()))
+    return best
+
+
+def summarize(runs: dict, budgets: list[int], reference: float) -> list[dict]:
+    overall = max(float(np.nanmax(c)) for curves in runs.values() for c, *_ in curves)
+    rows = []
+    for name, curves in runs.items():
+        best = np.stack([c for c, *_ in curves])  # [seeds, budget]
+        row = {"optimizer": name, "seeds": len(curves)}
+        for b in budgets:
+            med = float(np.median(best[:, b - 1]))
+            row[f"best@{b}"] = round(med, 4)
+            row[f"ratio@{b}"] = round(med / reference, 3) if reference > 0 else None
+        hit = [int(np.argmax(c >= 0.9 * overall)) + 1 if (c >= 0.9 * overall).any() else None for c in best]
+        reached = [h for h in hit if h is not None]
+        row["q_to_90%"] = int(np.median(reached)) if len(reached) * 2 > len(hit) else None
+        row["wall_s"] = round(float(np.median([w for _, w, _ in curves])), 2)
+        row["overhead"] = round(float(np.median([o for _, _, o in curves])), 3)
+        rows.append(row)
+    return rows
+
+
+def plot(runs: dict, path: Path, title: str) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=120)
+    tops = []
+    for name, curves in runs.items():
+        best = np.stack([c for c, *_ in curves])
+        q = np.arange(1, best.shape[1] + 1)
+        med, lo, hi = np.median(best, 0), np.percentile(best, 25, 0), np.percentile(best, 75, 0)
+        tops.append(med[-1])
+        for ax in axes:
+            ax.plot(q, med, label=name, lw=1.5)
+            ax.fill_between(q, lo, hi, alpha=0.2)
+    axes[0].set_title(title, fontsize=9)
+    axes[1].set_title("zoom on the top", fontsize=9)
+    top = max(tops)
+    axes[1].set_ylim(min(tops) - 0.15 * abs(top), top * 1.05 if top > 0 else top * 0.95)
+    for ax in axes:
+        ax.set_xlabel("number of queries")
+        ax.set_ylabel("best response (median over seeds)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--optimizers", default="tt-b,tt-s,protes,random")
+    p.add_argument("--budgets", default="1000,5000,10000")
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--target", default=mango.RunConfig.target)
+    p.add_argument("--model", default=mango.RunConfig.model)
+    p.add_argument("--generator", default=mango.RunConfig.generator)
+    p.add_argument("--random-reference", type=int, default=10000)
+    p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "optimizers")
+    a = p.parse_args()
+    budgets = sorted(int(b) for b in a.budgets.split(","))
+    gen = mango.GENERATORS.create(a.generator)
+    tgt = mango.make_target(a.model, a.target)
+    reference = random_reference(gen, tgt, a.random_reference)
+    runs: dict[str, list] = {}
+    jobs = [(o, s) for o in a.optimizers.split(",") for s in range(a.seeds)]
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for name, seed in track(jobs, description="runs"):
+        res = mango.run(optimizer=name, budget=budgets[-1], seed=seed, target=tgt, generator=gen, progress=False,
+                        out=a.out / "runs" / f"{stamp}-{name}-s{seed}")
+        h = res.history
+        r = h["response"].to_numpy(dtype=float)
+        curve = np.maximum.accumulate(np.where(np.isfinite(r), r, -np.inf))
+        wall = float(h["elapsed_s"].iloc[-1])
+        overhead = float(h.groupby("batch")["optimizer_s"].first().sum()) / wall
+        runs.setdefault(name, []).append((curve, wall, overhead))
+    rows = summarize(runs, budgets, reference)
+    title = f"{a.model} {a.target} / {a.generator}; random best of {a.random_reference}: {reference:.4f}"
+    table = Table(title=title)
+    for col in rows[0]:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*("-" if v is None else str(v) for v in row.values()))
+    Console(width=200).print(table)
+    a.out.mkdir(parents=True, exist_ok=True)
+    plot(runs, a.out / "convergence.png", title)
+    meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
+            "date": time.strftime("%Y-%m-%d"), "budgets": budgets, "seeds": a.seeds, "target": a.target,
+            "model": a.model, "generator": a.generator, "random_reference": reference,
+            "random_reference_n": a.random_reference}
+    (a.out / "optimizers.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    print(f"wrote {a.out / 'optimizers.json'} and {a.out / 'convergence.png'}")
+
+
+if __name__ == "__main__":
+    main()
