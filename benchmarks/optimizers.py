@@ -1,6 +1,9 @@
 """Compare optimizers on one generator + target: query efficiency, wall time, overhead.
 
     python benchmarks/optimizers.py --optimizers tt-b,tt-s,protes,random --budgets 1000,5000,10000 --seeds 5
+    python benchmarks/optimizers.py --optimizers ng-portfolio+space=grid,ng-portfolio+space=box,cma
+
+An entry ``NAME+key=value+...`` passes hyperparameters (JSON values) to the optimizer.
 
 For each optimizer and seed one run with the largest budget is made (the
 smaller budgets are its prefixes: no optimizer here is told the budget).
@@ -30,6 +33,19 @@ from rich.progress import track  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 import mango  # noqa: E402
+
+
+def parse_entry(entry: str) -> tuple[str, dict]:
+    """``cma+grid=true+popsize=20`` -> ("cma", {"grid": True, "popsize": 20})."""
+    name, *pairs = entry.split("+")
+    options = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return name, options
 
 
 def random_reference(gen, tgt, n: int, seed: int = 12345, batch: int = 250) -> float:
@@ -106,8 +122,9 @@ def main() -> None:
     jobs = [(o, s) for o in a.optimizers.split(",") for s in range(a.seeds)]
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for name, seed in track(jobs, description="runs"):
-        res = mango.run(optimizer=name, budget=budgets[-1], seed=seed, target=tgt, generator=gen, progress=False,
-                        out=a.out / "runs" / f"{stamp}-{name}-s{seed}")
+        opt, options = parse_entry(name)
+        res = mango.run(optimizer=opt, optimizer_options=options, budget=budgets[-1], seed=seed, target=tgt,
+                        generator=gen, progress=False, out=a.out / "runs" / f"{stamp}-{name.replace(':', '_')}-s{seed}")
         h = res.history
         r = h["response"].to_numpy(dtype=float)
         curve = np.maximum.accumulate(np.where(np.isfinite(r), r, -np.inf))
