@@ -57,7 +57,7 @@ class Interrupting(Target):
         return self.inner.responses(images)
 
 
-@pytest.mark.parametrize("optimizer", ["random", "tt-s", "protes"])
+@pytest.mark.parametrize("optimizer", ["random", "tt-s", "protes", "ga", "ttopt"])
 def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, tiny_setup, optimizer):
     gen, net = tiny_setup
     kwargs = dict(optimizer=optimizer, budget=120, batch=10, seed=3, generator=gen, progress=False)

@@ -7,6 +7,7 @@ same table, so there is no string switch anywhere else.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Generic, TypeVar
 
 from .errors import unknown
@@ -21,6 +22,7 @@ class Registry(Generic[T]):
         self.kind = kind
         self._items: dict[str, Callable[..., T]] = {}
         self._docs: dict[str, str] = {}
+        self._prefixes: dict[str, Callable[..., T]] = {}  # "ng:" -> factory(suffix, *args, **kwargs)
 
     def register(self, name: str, doc: str | None = None) -> Callable[[Callable[..., T]], Callable[..., T]]:
         def deco(factory: Callable[..., T]) -> Callable[..., T]:
@@ -33,7 +35,22 @@ class Registry(Generic[T]):
 
         return deco
 
+    def register_prefix(self, prefix: str, doc: str | None = None) -> Callable[[Callable[..., T]], Callable[..., T]]:
+        """Register a family of names ``PREFIX<suffix>`` (e.g. ``ng:DE``): the factory gets the suffix first.
+
+        Listed as one row ``PREFIXNAME``; the factory itself rejects a bad suffix.
+        """
+        def deco(factory: Callable[..., T]) -> Callable[..., T]:
+            self.register(prefix + "NAME", doc)(factory)
+            self._prefixes[prefix] = factory
+            return factory
+
+        return deco
+
     def get(self, name: str) -> Callable[..., T]:
+        for prefix, factory in self._prefixes.items():
+            if name.startswith(prefix) and len(name) > len(prefix):
+                return partial(factory, name[len(prefix):])
         if name not in self._items:
             raise unknown(self.kind, name, sorted(self._items))
         return self._items[name]
@@ -46,7 +63,7 @@ class Registry(Generic[T]):
         return dict(sorted(self._docs.items()))
 
     def __contains__(self, name: str) -> bool:
-        return name in self._items
+        return name in self._items or any(name.startswith(p) and len(name) > len(p) for p in self._prefixes)
 
     def __iter__(self) -> Iterator[str]:
         return iter(sorted(self._items))

@@ -48,7 +48,7 @@ class HistoryWriter:
 
 def read_history(path: Path) -> pd.DataFrame:
     """The recorded queries as a DataFrame (columns ``query, batch, response, ..., z0..``)."""
-    return pd.read_csv(path)
+    return pd.read_csv(path)  # pandas >= 3 parses floats round-trip exact (float latents resume bit-exact)
 
 
 def repair_history(path: Path, dim: int) -> pd.DataFrame:

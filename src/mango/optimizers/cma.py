@@ -1,0 +1,138 @@
+"""Continuous evolution strategies over the latent box: CMA-ES / sep-CMA-ES (``cmaes``) and a plain (1+1)-ES.
+
+All three search the box of :class:`~mango.optimizers.continuous.Box` (``bounds^dim``; ``[0, 1]^dim`` for
+categorical codes) and send floats, or grid indices with ``grid=True``.
+"""
+from __future__ import annotations
+
+import math
+from collections import deque
+
+import numpy as np
+import torch
+
+from ..errors import MangoError
+from ..generators.space import LatentSpace
+from .base import OPTIMIZERS, Optimizer
+from .continuous import Box, Losses, single_threaded
+
+
+class CMAES(Optimizer):
+    """CMA-ES (or separable sep-CMA-ES) from the ``cmaes`` package over the latent box.
+
+    * No ``bounds`` are passed to ``cmaes``: with bounds it resamples infeasible points, measured ~88 times
+      per ask in 128-d when the optimum is near the edge. Candidates are clipped into the box instead, and
+      ``cmaes`` is told the unclipped point with the clipped point's loss plus ``penalty`` times the squared
+      distance outside (in box widths, scaled by the spread of the generation's losses), which pulls the mean
+      back into the box.
+    * ``cmaes`` must be told exactly ``popsize`` solutions: ``ask(k)`` serves points from a queue refilled a
+      generation at a time, ``tell`` collects losses and updates once a generation is complete. A batch equal
+      to ``popsize`` (the preferred batch) makes that exact.
+    * BLAS is pinned to one thread inside ask/tell (see :func:`~mango.optimizers.continuous.one_blas_thread`).
+    """
+
+    def __init__(self, space: LatentSpace, seed: int = 0, popsize: int | None = None, sigma: float | None = None,
+                 grid: bool = False, separable: bool = False, penalty: float = 1.0) -> None:
+        super().__init__(space, seed)
+        from cmaes import CMA, SepCMA
+
+        self.box = Box(space, grid)
+        self.popsize = int(popsize or 4 + math.floor(3 * math.log(space.dim)))
+        self.sigma = float(sigma or 0.3 * self.box.width)
+        if self.popsize < 2 or self.sigma <= 0 or penalty < 0:
+            raise MangoError(f"CMA-ES needs popsize >= 2, sigma > 0, penalty >= 0; got popsize={self.popsize}, "
+                             f"sigma={self.sigma}, penalty={penalty}")
+        self.separable, self.penalty, self.preferred_batch = bool(separable), float(penalty), self.popsize
+        cls = SepCMA if separable else CMA
+        self.es = cls(mean=np.full(space.dim, self.box.centre), sigma=self.sigma, population_size=self.popsize,
+                      seed=seed % 2**32)  # numpy's RandomState takes 32 bits
+        self.losses = Losses()
+        self._queue: deque[np.ndarray] = deque()  # sampled, not yet served
+        self._served: deque[np.ndarray] = deque()  # served, awaiting a value
+        self._done: list[tuple[np.ndarray, float, float]] = []  # (x, loss, squared distance outside)
+
+    @single_threaded
+    def ask(self, k: int) -> torch.Tensor:
+        while len(self._queue) < k:
+            self._queue.extend(self.es.ask() for _ in range(self.popsize))
+        x = np.stack([self._queue.popleft() for _ in range(k)]) if k else np.empty((0, self.space.dim))
+        self._served.extend(x)
+        return self.box.candidates(x)
+
+    @single_threaded
+    def tell(self, candidates: torch.Tensor, values: torch.Tensor) -> None:
+        for loss in self.losses(values):
+            x = self._served.popleft()
+            out = float((((x - self.box.clip(x)) / self.box.width) ** 2).sum())
+            self._done.append((x, float(loss), out))
+            if len(self._done) == self.popsize:
+                gen, self._done = self._done, []
+                ls = [g[1] for g in gen]
+                scale = max(max(ls) - min(ls), 1e-12)
+                self.es.tell([(g[0], g[1] + self.penalty * scale * g[2]) for g in gen])
+
+    def hyperparameters(self) -> dict:
+        return {"popsize": self.popsize, "sigma": self.sigma, "separable": self.separable, "grid": self.box.grid,
+                "penalty": self.penalty, "box": self.box.describe()}
+
+
+class OnePlusOne(Optimizer):
+    """(1+1)-ES with the 1/5th success rule over the latent box, batched as a (1+k)-ES.
+
+    ``ask(k)`` proposes ``k`` Gaussian mutants of the parent (clipped into the box); ``tell`` replaces the
+    parent by the best mutant when it is at least as good (ties move: plateaus of the grid mode are crossed),
+    and multiplies the step size by ``exp((p - 1/5) / 2.4)`` for the batch's success rate ``p`` (per mutant
+    the classic x e^(1/3) on success, x e^(-1/12) on failure). It exists beside ``ng-oneplusone``
+    because it costs microseconds per query: no Nevergrad parameter objects, archive or pruning per query.
+    """
+
+    def __init__(self, space: LatentSpace, seed: int = 0, sigma: float | None = None, grid: bool = False) -> None:
+        super().__init__(space, seed)
+        self.box = Box(space, grid)
+        self.sigma0 = float(sigma or 0.3 * self.box.width / math.sqrt(space.dim))
+        if self.sigma0 <= 0:
+            raise MangoError(f"(1+1)-ES needs sigma > 0, got {self.sigma0}")
+        self.sigma = self.sigma0
+        self.rng = np.random.default_rng(seed)
+        self.parent = self.box.uniform(self.rng, 1)[0]
+        self.parent_value = -np.inf  # the start point is never measured: any finite mutant replaces it
+        self._served: deque[np.ndarray] = deque()
+
+    def ask(self, k: int) -> torch.Tensor:
+        x = self.box.clip(self.parent + self.sigma * self.rng.standard_normal((k, self.space.dim)))
+        self._served.extend(x)
+        return self.box.candidates(x)
+
+    def tell(self, candidates: torch.Tensor, values: torch.Tensor) -> None:
+        v = torch.as_tensor(values, dtype=torch.float64).reshape(-1).numpy()
+        if len(v) == 0:
+            return
+        v = np.where(np.isnan(v), -np.inf, v)
+        xs = [self._served.popleft() for _ in range(len(v))]
+        ok = np.isfinite(v) & (v >= self.parent_value)
+        i = int(np.argmax(v))
+        if ok[i]:
+            self.parent, self.parent_value = xs[i], float(v[i])
+        self.sigma *= math.exp((ok.mean() - 0.2) / 2.4)
+        self.sigma = min(max(self.sigma, 1e-12 * self.box.width), self.box.width)
+
+    def hyperparameters(self) -> dict:
+        return {"sigma": self.sigma0, "grid": self.box.grid, "box": self.box.describe()}
+
+
+@OPTIMIZERS.register("cma")
+def _cma(space: LatentSpace, seed: int = 0, **kwargs) -> CMAES:
+    """CMA-ES (cmaes; popsize 4+3ln(d), sigma 0.3 box), searches the continuous box (grid=true: grid indices)."""
+    return CMAES(space, seed, **kwargs)
+
+
+@OPTIMIZERS.register("sepcma")
+def _sepcma(space: LatentSpace, seed: int = 0, **kwargs) -> CMAES:
+    """sep-CMA-ES (cmaes; diagonal covariance, cheap in high d), searches the continuous box (grid=true: indices)."""
+    return CMAES(space, seed, **{**kwargs, "separable": True})
+
+
+@OPTIMIZERS.register("oneplusone")
+def _oneplusone(space: LatentSpace, seed: int = 0, **kwargs) -> OnePlusOne:
+    """(1+1)-ES with the 1/5th rule, no Nevergrad overhead; searches the continuous box (grid=true: indices)."""
+    return OnePlusOne(space, seed, **kwargs)

@@ -1,0 +1,134 @@
+"""The XDream genetic algorithm (Xiao & Kreiman 2020, PLoS Comput Biol; github.com/willwx/XDream, ``Genetic``).
+
+Our own implementation of its semantics, on a box instead of XDream's unbounded N(0, 1) codes:
+
+* a population of real-valued genomes; every member of a generation is scored once;
+* fitness is XDream's softmax of z-scores: ``exp((s - s_top) / kT)`` with ``kT = std(s) / selectivity``, after
+  clipping the scores at their 95th percentile (so one outlier cannot take all the offspring);
+* the ``n_conserve`` best members pass unchanged (and are scored again, as in XDream);
+* each child takes every gene from parent 1 with probability ``heritability``, else from parent 2, both parents
+  drawn by fitness (roulette); then each gene mutates with probability ``mutation_rate`` by Gaussian noise.
+
+Search space: the box ``[lo, hi]^dim`` of a space with bounds (candidates are float64 points in the box, or, with
+``grid=True``, the nearest grid indices), or ``[0, 1]^dim`` for a categorical space (candidate code
+``floor(x * size)``). ``mutation_size`` is in XDream's units, where codes are ~N(0, 1) and live roughly in
+[-4, 4]: noise std is ``mutation_size * (hi - lo) / 8``, so on SN-GAN's [-4, 4] box it is exactly XDream's.
+
+Deviations: failed measurements (``-inf``) are never parents nor conserved (XDream re-scores NaN codes instead);
+fitness that underflows is zero (XDream floors it at the smallest positive fitness, which makes selection uniform
+at very high selectivity); the first generation is uniform in the box. If the loop asks for more candidates than
+the current generation has left while some are still unscored, the generation grows by extra children of the
+same parents (or uniform draws in the first generation), so ``ask(k)`` always returns exactly ``k``.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..errors import MangoError
+from ..generators.space import LatentSpace
+from .base import OPTIMIZERS, Optimizer
+
+
+class Genetic(Optimizer):
+    """XDream's genetic algorithm over the latent box (or ``[0, 1]^dim`` codes for categorical spaces)."""
+
+    def __init__(self, space: LatentSpace, seed: int = 0, population: int = 20, mutation_rate: float = 0.5,
+                 mutation_size: float = 0.5, selectivity: float = 2.0, heritability: float = 0.5,
+                 n_conserve: int = 1, grid: bool = False) -> None:
+        super().__init__(space, seed)
+        if not (population >= 2 and 0 <= n_conserve < population and 0 <= mutation_rate <= 1
+                and mutation_size >= 0 and selectivity > 0 and 0 <= heritability <= 1):
+            raise MangoError("the genetic algorithm needs population >= 2, 0 <= n_conserve < population, "
+                             "0 <= mutation_rate <= 1, mutation_size >= 0, selectivity > 0, 0 <= heritability <= 1; "
+                             f"got population={population}, n_conserve={n_conserve}, mutation_rate={mutation_rate}, "
+                             f"mutation_size={mutation_size}, selectivity={selectivity}, heritability={heritability}")
+        self.population, self.n_conserve = int(population), int(n_conserve)
+        self.mutation_rate, self.mutation_size = float(mutation_rate), float(mutation_size)
+        self.selectivity, self.heritability, self.grid = float(selectivity), float(heritability), bool(grid)
+        self.preferred_batch = self.population
+        self.lo, self.hi = (float(b) for b in space.bounds) if space.bounds is not None else (0.0, 1.0)
+        self.sigma = self.mutation_size * (self.hi - self.lo) / 8.0
+        self.rng = np.random.default_rng(seed)
+        self._parents: tuple[np.ndarray, np.ndarray] | None = None  # (genomes, selection probabilities)
+        self._genes = self._spawn(self.population)  # current generation [n, dim]
+        self._scores: list[float] = []  # values of members 0..len-1 (told in ask order)
+        self._served = 0  # members handed out by ask
+
+    def _spawn(self, n: int) -> np.ndarray:
+        """``n`` new members: uniform in the box before any scores, else mated and mutated children."""
+        if self._parents is None:
+            return self.lo + (self.hi - self.lo) * self.rng.random((n, self.space.dim))
+        pool, prob = self._parents
+        cdf = np.cumsum(prob)
+        cdf /= cdf[-1]
+        p1, p2 = (np.minimum(np.searchsorted(cdf, self.rng.random(n), side="right"), len(pool) - 1) for _ in "12")
+        from_p1 = self.rng.random((n, self.space.dim)) < self.heritability
+        children = np.where(from_p1, pool[p1], pool[p2])
+        mutate = self.rng.random(children.shape) < self.mutation_rate
+        noise = self.rng.normal(0.0, 1.0, children.shape) * self.sigma
+        return np.clip(children + np.where(mutate, noise, 0.0), self.lo, self.hi)
+
+    def _candidates(self, genes: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(genes.copy())
+        if self.space.bounds is None:
+            return (x * self.space.size).floor().long().clamp(0, self.space.size - 1)
+        if self.grid:
+            return ((x - self.lo) / (self.hi - self.lo) * (self.space.size - 1)).round().long().clamp(0, self.space.size - 1)
+        return x
+
+    def ask(self, k: int) -> torch.Tensor:
+        missing = self._served + k - len(self._genes)
+        if missing > 0:
+            self._genes = np.concatenate([self._genes, self._spawn(missing)])
+        out = self._genes[self._served : self._served + k]
+        self._served += k
+        return self._candidates(out)
+
+    def tell(self, candidates: torch.Tensor, values: torch.Tensor) -> None:
+        v = torch.as_tensor(values, dtype=torch.float64).reshape(-1).numpy()
+        self._scores.extend(np.where(np.isnan(v), -np.inf, v).tolist())
+        if len(self._scores) > self._served:
+            raise MangoError(f"genetic algorithm told {len(self._scores)} values for {self._served} asked candidates")
+        if len(self._scores) >= self.population and len(self._scores) == len(self._genes):
+            self._breed()
+
+    def selection(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """XDream's selection: order of the finite scores (best first) and their parent probabilities."""
+        valid = np.flatnonzero(np.isfinite(scores))
+        if len(valid) == 0:  # every measurement failed: all members equally likely
+            return np.arange(len(scores)), np.full(len(scores), 1.0 / len(scores))
+        order = valid[np.argsort(-scores[valid], kind="stable")]
+        s = scores[order]
+        kT = max(float(np.std(s)) / self.selectivity, 1e-8)
+        s = np.minimum(s, np.percentile(s, 95))  # XDream: clip outliers before the softmax
+        fit = np.exp((s - s[0]) / kT)
+        return order, fit / fit.sum()
+
+    def _breed(self) -> None:
+        """Whole generation scored: conserve the best, the rest of the next generation are children."""
+        scores = np.asarray(self._scores)
+        order, prob = self.selection(scores)
+        self._parents = (self._genes[order], prob)
+        keep = order[np.isfinite(scores[order])][: self.n_conserve]
+        self._genes = np.concatenate([self._genes[keep], self._spawn(self.population - len(keep))])
+        self._scores, self._served = [], 0
+
+    def hyperparameters(self) -> dict:
+        return {"population": self.population, "mutation_rate": self.mutation_rate,
+                "mutation_size": self.mutation_size, "selectivity": self.selectivity,
+                "heritability": self.heritability, "n_conserve": self.n_conserve, "grid": self.grid}
+
+
+@OPTIMIZERS.register("ga")
+def _ga(space: LatentSpace, seed: int = 0, **kwargs) -> Genetic:
+    """XDream genetic algorithm (population 20, mutation 0.5 x 0.5, selectivity 2), searches the continuous box."""
+    return Genetic(space, seed, **{"population": 20, "mutation_rate": 0.5, "mutation_size": 0.5,
+                                   "selectivity": 2.0, "heritability": 0.5, "n_conserve": 1, **kwargs})
+
+
+@OPTIMIZERS.register("ga-ponce")
+def _ga_ponce(space: LatentSpace, seed: int = 0, **kwargs) -> Genetic:
+    """XDream genetic algorithm, Ponce-lab preset (population 40, mutation 0.25 x 0.75), searches the continuous box."""
+    return Genetic(space, seed, **{"population": 40, "mutation_rate": 0.25, "mutation_size": 0.75,
+                                   "selectivity": 2.0, "heritability": 0.5, "n_conserve": 1, **kwargs})

@@ -1,0 +1,124 @@
+"""Continuous-box optimizers (cmaes, (1+1)-ES, Nevergrad): candidates, determinism, progress, resume."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import mango
+from mango import OPTIMIZERS, LatentSpace, MangoError, Target, TorchTarget
+from mango.experiment.history import latent_columns
+from mango.optimizers.continuous import Box, Losses
+
+NAMES = ["ng-portfolio", "ng-oneplusone", "ng-noisybandit", "ng-spsa", "ng-cma", "ng:DE", "cma", "sepcma", "oneplusone"]
+BOUNDED, CATEGORICAL = LatentSpace(5, 16, (-4.0, 4.0)), LatentSpace(5, 16)
+
+
+def _rounds(name, latent, seed, rounds=3, k=6, **kwargs):
+    """Asks of a few ask/tell rounds against fixed values (one failed measurement per batch)."""
+    opt = OPTIMIZERS.create(name, latent, seed=seed, **kwargs)
+    g, asked = torch.Generator().manual_seed(7), []
+    for _ in range(rounds):
+        z = opt.ask(k)
+        asked.append(z)
+        values = torch.randn(k, generator=g, dtype=torch.float64)
+        values[0] = -torch.inf
+        opt.tell(z, values)
+    return torch.cat(asked)
+
+
+@pytest.mark.parametrize("space", [BOUNDED, CATEGORICAL], ids=["bounded", "categorical"])
+@pytest.mark.parametrize("name", NAMES)
+def test_candidates_are_valid_and_reproducible(name, space):
+    z = _rounds(name, space, seed=0)
+    assert z.shape == (18, space.dim)
+    if space.bounds is None:  # categorical: codes
+        assert z.dtype == torch.int64 and int(z.min()) >= 0 and int(z.max()) < space.size
+    else:  # bounded: floats in the box
+        assert z.dtype == torch.float64 and float(z.min()) >= -4.0 and float(z.max()) <= 4.0
+    space.check(z)
+    assert torch.equal(z, _rounds(name, space, seed=0))
+    assert not torch.equal(z, _rounds(name, space, seed=1))
+
+
+@pytest.mark.parametrize("name, kwargs", [("cma", {"grid": True}), ("oneplusone", {"grid": True}),
+                                          ("ng-portfolio", {"space": "grid"}), ("ng:DE", {"grid": True})])
+def test_grid_mode_sends_grid_indices(name, kwargs):
+    z = _rounds(name, BOUNDED, seed=0, **kwargs)
+    assert z.dtype == torch.int64 and int(z.min()) >= 0 and int(z.max()) < BOUNDED.size
+    assert torch.equal(z, _rounds(name, BOUNDED, seed=0, **kwargs))
+
+
+def test_box_maps_points_to_candidates():
+    x = np.array([[-5.0, -4.0, 0.1, 3.99, 9.0]])
+    assert Box(BOUNDED).candidates(x).tolist() == [[-4.0, -4.0, 0.1, 3.99, 4.0]]
+    assert Box(BOUNDED, grid=True).candidates(x).tolist() == [[0, 0, 8, 15, 15]]  # nearest of 16 points on [-4, 4]
+    assert Box(CATEGORICAL).candidates(np.array([[-1.0, 0.0, 0.0624, 0.0625, 1.0]])).tolist() == [[0, 0, 0, 1, 15]]
+    assert Box(CATEGORICAL).describe().startswith("[0, 1]^5")
+
+
+def test_failed_measurements_become_the_worst_finite_loss():
+    losses = Losses()
+    assert losses(torch.tensor([-np.inf, np.nan])).tolist() == [1e9, 1e9]
+    out = losses(torch.tensor([2.0, -3.0, -np.inf]))
+    assert out[:2].tolist() == [-2.0, 3.0] and np.isfinite(out[2]) and out[2] > 3.0
+
+
+@pytest.mark.parametrize("name", ["cma", "sepcma", "oneplusone", "ng-oneplusone"])
+def test_beats_random_search_on_a_smooth_objective(name):
+    space, budget = LatentSpace(16, 64, (-4.0, 4.0)), 1500
+    target = torch.rand(16, generator=torch.Generator().manual_seed(5), dtype=torch.float64) * 6 - 3
+
+    def best(opt):
+        done, top = 0, -np.inf
+        while done < budget:
+            z = opt.ask(min(opt.preferred_batch, budget - done))
+            v = -((space.values(z).double() - target) ** 2).sum(1)
+            opt.tell(z, v)
+            done, top = done + len(z), max(top, float(v.max()))
+        return top
+
+    random_best = best(OPTIMIZERS.create("random", space, seed=0))
+    assert best(OPTIMIZERS.create(name, space, seed=0)) > random_best / 10  # random: ~-30, these: ~0
+
+
+def test_prefix_family_in_registry(tmp_path, tiny_setup):
+    assert "ng:DE" in OPTIMIZERS and "ng:NAME" in OPTIMIZERS.describe() and "ng:DE" not in OPTIMIZERS.describe()
+    with pytest.raises(MangoError, match=r"unknown optimizer 'nope'; allowed: .*ng:NAME"):
+        OPTIMIZERS.get("nope")
+    gen, net = tiny_setup
+    with pytest.raises(MangoError) as exc:
+        mango.run(optimizer="ng:NoSuchOptimizer", budget=10, generator=gen, target=TorchTarget(net, "lif1:0"),
+                  out=tmp_path / "x", progress=False)
+    assert "unknown Nevergrad optimizer 'NoSuchOptimizer'" in str(exc.value) and "\n" not in str(exc.value)
+    with pytest.raises(MangoError, match="must be 'box' or 'grid'"):
+        OPTIMIZERS.create("ng-cma", BOUNDED, space="cube")
+
+
+class Interrupting(Target):
+    """Raises after ``after`` batches, like Ctrl-C mid-run."""
+
+    def __init__(self, inner: Target, after: int) -> None:
+        self.inner, self.after, self.calls = inner, after, 0
+        self.name, self.input_shape, self.spec = inner.name, inner.input_shape, inner.spec
+
+    def responses(self, images):
+        self.calls += 1
+        if self.calls > self.after:
+            raise KeyboardInterrupt
+        return self.inner.responses(images)
+
+
+@pytest.mark.parametrize("optimizer", ["cma", "ng-oneplusone"])
+def test_float_latents_are_recorded_and_resume_is_exact(tmp_path, tiny_setup, optimizer):
+    gen, net = tiny_setup
+    kwargs = dict(optimizer=optimizer, budget=60, batch=10, seed=3, generator=gen, progress=False)
+    full = mango.run(target=TorchTarget(net, "lif2:1"), out=tmp_path / "full", **kwargs)
+    hist = pd.read_csv(tmp_path / "full" / "history.csv")
+    z = hist[latent_columns(gen.space.dim)].to_numpy()
+    assert z.dtype == np.float64 and (z != np.round(z)).any() and np.abs(z).max() <= 4.0
+    with pytest.raises(KeyboardInterrupt):
+        mango.run(target=Interrupting(TorchTarget(net, "lif2:1"), after=3), out=tmp_path / "cut", **kwargs)
+    resumed = mango.run(target=TorchTarget(net, "lif2:1"), out=tmp_path / "cut", resume=True, **kwargs)
+    cols = ["query", "batch", "response", *latent_columns(gen.space.dim)]
+    pd.testing.assert_frame_equal(resumed.history[cols], full.history[cols])
+    assert torch.equal(resumed.best_latent, full.best_latent)
