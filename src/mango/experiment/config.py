@@ -19,7 +19,7 @@ class RunConfig:
     generator: str = "mnist-sngan"
     model: str = "mnist-snn"
     target: str = "lif2:12"
-    optimizer: str = "tt-b"
+    optimizer: str = "sepcma"
     optimizer_options: dict = field(default_factory=dict)
     budget: int = 3000
     batch: int | None = None
