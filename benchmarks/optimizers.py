@@ -81,14 +81,15 @@ def summarize(runs: dict, budgets: list[int], reference: float) -> list[dict]:
 def plot(runs: dict, path: Path, title: str) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=120)
     tops = []
-    for name, curves in runs.items():
+    colors = plt.cm.tab20(np.linspace(0, 1, max(len(runs), 2)))  # distinct colours beyond 10 methods
+    for color, (name, curves) in zip(colors, runs.items()):
         best = np.stack([c for c, *_ in curves])
         q = np.arange(1, best.shape[1] + 1)
         med, lo, hi = np.median(best, 0), np.percentile(best, 25, 0), np.percentile(best, 75, 0)
         tops.append(med[-1])
         for ax in axes:
-            ax.plot(q, med, label=name, lw=1.5)
-            ax.fill_between(q, lo, hi, alpha=0.2)
+            ax.plot(q, med, label=name, lw=1.5, color=color)
+            ax.fill_between(q, lo, hi, alpha=0.15, color=color)
     axes[0].set_title(title, fontsize=9)
     axes[1].set_title("zoom on the top", fontsize=9)
     top = max(tops)
