@@ -1,8 +1,13 @@
 """Validate MANGO's torch-native PROTES against the reference ``protes`` package (JAX).
 
     pip install -e ".[reference]"          # protes + jax (CPU)
-    python benchmarks/protes_reference.py              # the full comparison (d=10, n=16, m=10^4, 5 seeds)
-    python benchmarks/protes_reference.py --quick      # a few minutes: 2 functions, m=2000, 3 seeds
+    python benchmarks/protes_reference.py              # d=10, n=16, m=10^4, 5 seeds, 3 functions
+    python benchmarks/protes_reference.py --quick      # 2 functions, m=2000, 3 seeds
+    python benchmarks/protes_reference.py --functions alpine,schwefel --settings protes,tt-s
+
+Run time is dominated by the small-k settings (m/k optimizer updates each): the default takes 12-14 min on
+a shared 2-core machine (one thread), ~5 min of it our tt-s and tt-s/full; ``--quick`` ~1.5 min.
+The reference runs in float32 (its default; ``--x64`` for float64), ours in float64.
 
 Standard benchmark functions are minimized on a grid of ``n = 2^q`` evenly spaced points per dimension
 over each function's usual domain. Both implementations get the same hyperparameters (k, k_top, k_gd,
