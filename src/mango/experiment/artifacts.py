@@ -12,7 +12,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from .history import latent_columns  # noqa: E402
+from .history import best_rows, latents  # noqa: E402
 
 
 def to_pil(image: torch.Tensor, scale: int = 8) -> Image.Image:
@@ -53,24 +53,17 @@ def improvements(history: pd.DataFrame, max_frames: int = 40) -> pd.DataFrame:
     return rows
 
 
-def top_grid(history: pd.DataFrame, decode, path: Path, dim: int, integer: bool, n: int = 16) -> None:
+def top_grid(history: pd.DataFrame, decode, path: Path, dim: int, n: int = 16) -> None:
     """The ``n`` best distinct images of the run as one PNG grid, best first (row-major)."""
     from torchvision.utils import make_grid
 
-    r = history["response"].to_numpy(dtype=float)
-    order = np.argsort(-np.where(np.isfinite(r), r, -np.inf), kind="stable")
-    rows = history.iloc[order].drop_duplicates(subset=latent_columns(dim)).head(n)
-    z = torch.tensor(rows[latent_columns(dim)].to_numpy())
-    grid = make_grid(decode(z.long() if integer else z.float()), nrow=int(np.ceil(np.sqrt(len(rows)))), padding=1,
-                     pad_value=0.5)
+    rows = best_rows(history, n, dim)
+    grid = make_grid(decode(latents(rows, dim)), nrow=int(np.ceil(np.sqrt(len(rows)))), padding=1, pad_value=0.5)
     to_pil(grid, scale=4).save(path)
 
 
-def evolution_gif(history: pd.DataFrame, decode, path: Path, dim: int, integer: bool) -> None:
+def evolution_gif(history: pd.DataFrame, decode, path: Path, dim: int) -> None:
     """Animated GIF of the best image each time it improved (decoded again from the history)."""
-    rows = improvements(history)
-    z = torch.tensor(rows[latent_columns(dim)].to_numpy())
-    images = decode(z.long() if integer else z.float())
-    frames = [to_pil(img) for img in images]
+    frames = [to_pil(img) for img in decode(latents(improvements(history), dim))]
     durations = [200] * (len(frames) - 1) + [1500]
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=durations, loop=0)

@@ -46,6 +46,19 @@ class HistoryWriter:
             os.close(fd)
 
 
+def latents(rows: pd.DataFrame, dim: int) -> torch.Tensor:
+    """Candidates as recorded: integer columns are grid indices (long), float columns box values (float64)."""
+    cols = latent_columns(dim)
+    z = torch.tensor(rows[cols].to_numpy())
+    return z.long() if all(pd.api.types.is_integer_dtype(rows[c]) for c in cols) else z.double()
+
+
+def best_rows(history: pd.DataFrame, n: int, dim: int) -> pd.DataFrame:
+    """The ``n`` best distinct candidates, best first (failed measurements last)."""
+    order = np.argsort(-history["value"].to_numpy(dtype=float), kind="stable")
+    return history.iloc[order].drop_duplicates(subset=latent_columns(dim)).head(n)
+
+
 def read_history(path: Path) -> pd.DataFrame:
     """The recorded queries as a DataFrame (columns ``query, batch, response, ..., z0..``)."""
     return pd.read_csv(path)  # pandas >= 3 parses floats round-trip exact (float latents resume bit-exact)

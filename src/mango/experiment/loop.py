@@ -25,7 +25,7 @@ from ..optimizers import OPTIMIZERS, Optimizer
 from ..targets import Target, make_target
 from . import artifacts
 from .config import RunConfig
-from .history import HistoryWriter, latent_columns, read_history, repair_history
+from .history import HistoryWriter, best_rows, latent_columns, latents, read_history, repair_history
 from .result import RunResult, best_of
 
 
@@ -174,24 +174,16 @@ class RunInterrupted(KeyboardInterrupt):
 def remeasure_top(df: pd.DataFrame, gen: Generator, tgt: Target, n: int, top: int = 5) -> pd.DataFrame:
     """Measure the ``top`` best distinct candidates ``n`` more times each, so a lucky single
     measurement of a noisy neuron is not reported as the answer."""
-    zcols = latent_columns(gen.space.dim)
-    order = np.argsort(-df["value"].to_numpy(), kind="stable")
-    rows = df.iloc[order].drop_duplicates(subset=zcols).head(top)
-    mean, sd = measure(tgt, gen.decode(_latents(rows, zcols)), n)
+    rows = best_rows(df, top, gen.space.dim)
+    mean, sd = measure(tgt, gen.decode(latents(rows, gen.space.dim)), n)
     return pd.DataFrame({"query": rows["query"].to_numpy(), "recorded": rows["response"].to_numpy(),
                          "mean": mean.numpy(), "sd": sd.numpy(), "n": n})
-
-
-def _latents(rows: pd.DataFrame, zcols: list[str]) -> torch.Tensor:
-    """Candidates as recorded: integer columns are grid indices, float columns box values."""
-    z = torch.tensor(rows[zcols].to_numpy())
-    return z.long() if all(pd.api.types.is_integer_dtype(rows[c]) for c in zcols) else z.float()
 
 
 def finish(run_dir: Path, cfg: RunConfig, gen: Generator, tgt: Target, wall: float) -> RunResult:
     """Write the MEI, plots, GIF and ``result.json`` from the history on disk."""
     df = read_history(run_dir / "history.csv")
-    zcols = latent_columns(gen.space.dim)
+    dim = gen.space.dim
     i, best = best_of(df)
     remeasured = None
     if cfg.remeasure:
@@ -201,14 +193,13 @@ def finish(run_dir: Path, cfg: RunConfig, gen: Generator, tgt: Target, wall: flo
         i, best = int(rm["query"].iloc[j]), float(rm["mean"].iloc[j])
         remeasured = {"n": cfg.remeasure, "recorded_response": float(rm["recorded"].iloc[j]),
                       "sd": float(rm["sd"].iloc[j])}
-    z = _latents(df.iloc[i : i + 1], zcols)
+    z = latents(df.iloc[i : i + 1], dim)
     image = gen.decode(z)[0]
     artifacts.to_pil(image).save(run_dir / "mei.png")
     artifacts.convergence_plot(df, run_dir / "convergence.png",
                                f"{cfg.optimizer} on {cfg.model} {cfg.target} (seed {cfg.seed})")
-    integer = not torch.is_floating_point(z)
-    artifacts.evolution_gif(df, gen.decode, run_dir / "evolution.gif", gen.space.dim, integer)
-    artifacts.top_grid(df, gen.decode, run_dir / "top16.png", gen.space.dim, integer)
+    artifacts.evolution_gif(df, gen.decode, run_dir / "evolution.gif", dim)
+    artifacts.top_grid(df, gen.decode, run_dir / "top16.png", dim)
     result = RunResult(run_dir, best, z[0], image, int(df["query"].iloc[i]), len(df), wall,
                        json.loads(cfg.to_json()), df, remeasured)
     (run_dir / "result.json").write_text(json.dumps(result.summary(), indent=2) + "\n")

@@ -14,7 +14,8 @@ import torch
 from ..errors import MangoError
 from ..generators.space import LatentSpace
 from .base import OPTIMIZERS, Optimizer
-from .continuous import Box, Losses, single_threaded
+from .continuous import Box, Losses
+from .threads import single_threaded
 
 
 class CMAES(Optimizer):
@@ -28,7 +29,7 @@ class CMAES(Optimizer):
     * ``cmaes`` must be told exactly ``popsize`` solutions: ``ask(k)`` serves points from a queue refilled a
       generation at a time, ``tell`` collects losses and updates once a generation is complete. A batch equal
       to ``popsize`` (the preferred batch) makes that exact.
-    * BLAS is pinned to one thread inside ask/tell (see :func:`~mango.optimizers.continuous.one_blas_thread`).
+    * BLAS is pinned to one thread inside ask/tell (see :func:`~mango.optimizers.threads.one_thread`).
     """
 
     def __init__(self, space: LatentSpace, seed: int = 0, popsize: int | None = None, sigma: float | None = None,

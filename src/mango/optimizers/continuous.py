@@ -17,8 +17,6 @@ measurement) into finite losses for minimizers that cannot take infinities.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -87,29 +85,3 @@ class Losses:
             fill = 1e9 if self.worst is None else self.worst + max(1.0, abs(self.worst))
             loss = np.where(ok, loss, fill)
         return loss
-
-
-_CONTROLLER = None
-
-
-@contextmanager
-def one_blas_thread() -> Iterator[None]:
-    """Pin BLAS to one thread: the small matrices of CMA-ES are slower with more (measured 35x with two
-    OpenBLAS threads on a busy CPU), and one thread keeps the floating point order, hence candidates, fixed."""
-    global _CONTROLLER
-    from threadpoolctl import ThreadpoolController
-
-    if _CONTROLLER is None:  # enumerating the loaded libraries is the slow part: do it once
-        _CONTROLLER = ThreadpoolController()
-    with _CONTROLLER.limit(limits=1, user_api="blas"):
-        yield
-
-
-def single_threaded(method: Callable) -> Callable:
-    """Decorator: run an ask/tell method under :func:`one_blas_thread`."""
-    def wrapper(self, *args, **kwargs):
-        with one_blas_thread():
-            return method(self, *args, **kwargs)
-
-    wrapper.__name__, wrapper.__doc__ = method.__name__, method.__doc__
-    return wrapper

@@ -16,7 +16,8 @@ import torch
 from ..errors import MangoError
 from ..generators.space import LatentSpace
 from .base import OPTIMIZERS, Optimizer
-from .continuous import Box, Losses, single_threaded
+from .continuous import Box, Losses
+from .threads import single_threaded
 
 
 def _registry() -> dict:

@@ -6,8 +6,6 @@ uses log-depth scans of batched matmuls instead of a Python loop over the modes.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -15,20 +13,9 @@ import torch
 from ..errors import MangoError
 from ..generators.space import LatentSpace
 from .base import OPTIMIZERS, Optimizer
+from .threads import one_thread
 
 _F = torch.float64
-
-
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run torch single-threaded: these tensors are small, so intra-op threads cost more than they give,
-    and on a busy CPU every parallel region can stall for a scheduler slice (measured: 10x slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 def to_bits(z: torch.Tensor, q: int) -> torch.Tensor:
@@ -208,7 +195,7 @@ class Protes(Optimizer):
     def ask(self, k: int) -> torch.Tensor:
         if k == 0:
             return torch.empty(0, self.space.dim, dtype=torch.long)
-        with _one_thread():
+        with one_thread():
             if self._prepared is None:
                 self._prepared = prepare(self.Y.detach(), self.q)
             return sample(self._prepared, k, self.generator)
@@ -227,7 +214,7 @@ class Protes(Optimizer):
         if len(top) == 0 or self.k_gd == 0:
             return
         idx = to_bits(candidates[top], self.q) if self.quantize else candidates[top]
-        with _one_thread():
+        with one_thread():
             for _ in range(self.k_gd):
                 self.opt.zero_grad(set_to_none=True)
                 (-log_likelihood(self.Y, idx).mean()).backward()

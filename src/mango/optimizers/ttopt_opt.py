@@ -16,7 +16,6 @@ told to finish when the optimizer is garbage-collected or :meth:`TTOpt.close` is
 """
 from __future__ import annotations
 
-import contextlib
 import queue
 import threading
 import weakref
@@ -28,27 +27,11 @@ import torch
 from ..errors import MangoError
 from ..generators.space import LatentSpace
 from .base import OPTIMIZERS, Optimizer
+from .threads import one_thread
 
 _FAILED = 1e300  # ttopt minimizes -value; a failed (-inf) measurement becomes a huge finite cost (exp(y_opt - y) = 0)
 
 
-def _limit_blas() -> contextlib.AbstractContextManager:
-    """Single-threaded BLAS while ttopt computes: its matrices are tiny, and on a busy CPU multi-threaded OpenBLAS
-    makes each of its many small LU/triangular solves ~5x slower (measured). Process-wide, so it is only held
-    while the asking thread waits for the worker. A no-op without ``threadpoolctl``."""
-    global _CONTROLLER
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:
-        return contextlib.nullcontext()
-    if _CONTROLLER is None:
-        with contextlib.suppress(ImportError):  # load the BLAS ttopt uses before the controller lists libraries
-            import scipy.linalg  # noqa: F401
-        _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER.limit(limits=1, user_api="blas")
-
-
-_CONTROLLER = None
 
 
 class _Bridge:
@@ -124,7 +107,7 @@ class TTOpt(Optimizer):
 
     def _next_batch(self) -> torch.Tensor:
         """Hand ttopt the values of its last batch and wait for its next one (it computes only meanwhile)."""
-        with _limit_blas():
+        with one_thread():
             if self._bridge is None:
                 self._start()
             if self._reply is not None:
