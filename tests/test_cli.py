@@ -53,6 +53,7 @@ def test_list_families(family, name):
     (["run", "--model-weights", "/nonexistent.safetensors"], "weights file not found: /nonexistent.safetensors"),
     (["layers", "resnet999"], "unknown model 'resnet999'"),
     (["show", "/nonexistent/run"], "run folder not found"),
+    (["show", "."], "is not a MANGO run folder"),
 ])
 def test_user_errors_are_one_line_exit_2_no_traceback(tmp_path, args, needle):
     if args[0] == "run":

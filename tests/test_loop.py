@@ -129,6 +129,7 @@ def test_all_nan_responses_fail_clearly_but_keep_history(tmp_path, tiny_setup):
     (dict(target="lif2:99"), "unit 99 out of range"),
     (dict(target="lif2"), "malformed target spec 'lif2'"),
     (dict(optimizer_options={"bogus": 1}), "bad options {'bogus': 1} for optimizer"),
+    (dict(optimizer="cma", optimizer_options={"popsize": "abc"}), "bad options {'popsize': 'abc'} for optimizer 'cma'"),
 ])
 def test_bad_run_arguments_fail_with_one_line(tmp_path, kwargs, needle):
     with pytest.raises(MangoError) as exc:

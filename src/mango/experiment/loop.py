@@ -40,7 +40,9 @@ def build_components(cfg: RunConfig, generator: Generator | None = None,
     factory = OPTIMIZERS.get(cfg.optimizer)
     try:
         opt = factory(gen.space, seed=cfg.seed, **cfg.optimizer_options)
-    except TypeError as exc:
+    except MangoError:
+        raise
+    except (TypeError, ValueError) as exc:  # unknown option name, or a value of the wrong type
         raise MangoError(f"bad options {cfg.optimizer_options} for optimizer {cfg.optimizer!r}: {exc}") from None
     return gen, tgt, opt
 

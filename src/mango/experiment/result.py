@@ -61,6 +61,8 @@ def load_run(run_dir: str | Path) -> dict:
     res = run_dir / "result.json"
     if not run_dir.is_dir():
         raise MangoError(f"run folder not found: {run_dir}")
+    if not (run_dir / "config.json").is_file():
+        raise MangoError(f"{run_dir} is not a MANGO run folder: it holds no config.json")
     if not res.is_file():
         raise MangoError(f"{run_dir} holds no result.json: the run did not finish (continue it with --resume)")
     try:
