@@ -144,10 +144,17 @@ def test_generator_that_does_not_fit_target(tmp_path, tiny_setup):
         name, space, image_shape = "colour", mango.LatentSpace(4, 8, (-1.0, 1.0)), (3, 32, 32)
 
         def decode(self, z):
-            return torch.zeros(len(z), 3, 32, 32)
+            return torch.zeros(len(z), *self.image_shape)
 
-    with pytest.raises(MangoError, match=r"makes images of shape \[3, 32, 32\] but target .* expects \[1, 28, 28\]"):
+    class Large(Colour):
+        name, image_shape = "large", (1, 32, 32)
+
+    with pytest.raises(MangoError, match=r"makes 3-channel images .* but target .* expects 1 channels"):
         mango.run(budget=10, generator=Colour(), target=TorchTarget(net, "lif1:0"), out=tmp_path / "c",
+                  progress=False)
+    with pytest.raises(MangoError, match=r"makes images of shape \[1, 32, 32\] but target .* expects \[1, 28, 28\] "
+                                         r"and does not resize"):
+        mango.run(budget=10, generator=Large(), target=TorchTarget(net, "lif1:0"), out=tmp_path / "l",
                   progress=False)
 
 

@@ -8,7 +8,7 @@ from mango.targets.layers import probe_layers
 
 def reference_activity(net, images):
     """Straightforward per-step simulation (conv1 recomputed every step), recording every layer."""
-    x = (images - net.mean) / net.std
+    x = (images - net.in_mean) / net.in_std
     steps = net.num_steps
     rec = {k: 0 for k in ("conv1", "pool1", "lif1", "conv2", "pool2", "lif2", "fc1", "lif3")}
     mem1 = mem2 = mem3 = None
@@ -31,7 +31,7 @@ def reference_activity(net, images):
 
 def test_layers_are_probed_with_shapes_and_spiking_flags(snn):
     infos = {i.name: i for i in probe_layers(snn, snn.input_shape)}
-    assert list(infos) == ["conv1", "pool1", "lif1", "conv2", "pool2", "lif2", "fc1", "lif3"]
+    assert list(infos) == ["conv1", "pool1", "lif1", "conv2", "pool2", "lif2", "flatten", "fc1", "lif3"]
     assert infos["conv1"].shape == (12, 24, 24) and infos["conv1"].calls == 1
     assert infos["lif2"].shape == (32, 4, 4) and infos["lif2"].calls == snn.num_steps
     assert {n for n, i in infos.items() if i.spiking} == {"lif1", "lif2", "lif3"}
@@ -39,12 +39,17 @@ def test_layers_are_probed_with_shapes_and_spiking_flags(snn):
 
 @pytest.mark.parametrize("layer, unit", [("conv1", 3), ("pool1", 5), ("lif1", 7), ("conv2", 1), ("pool2", 30),
                                          ("lif2", 12), ("fc1", 2), ("lif3", 9)])
-def test_hook_on_every_layer_kind_matches_reference(snn, digits, layer, unit):
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "hooked"])
+def test_every_layer_kind_matches_reference(snn, digits, layer, unit, fast):
+    """The fast simulation (only up to the layer, only the unit's channel) and the hooked full
+    forward both equal a straightforward per-step simulation."""
     images = digits[0][:16]
     with torch.no_grad():
         ref = reference_activity(snn, images)[layer][:, unit]
     ref = ref.mean((1, 2)) if ref.ndim == 3 else ref
-    got = make_target("mnist-snn", f"{layer}:{unit}").responses(images)[:, 0]
+    target = TorchTarget(snn, f"{layer}:{unit}", fast=fast)
+    assert target.fast is fast
+    got = target.responses(images)[:, 0]
     torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
 
 

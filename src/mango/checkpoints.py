@@ -6,6 +6,7 @@ become one-line :class:`MangoError` messages naming the file.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -52,3 +53,45 @@ def read_card(path: str | Path) -> dict:
 
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
+RELEASE_ENV = "MANGO_RELEASE_DIR"
+
+
+def load_torch_state(module: nn.Module, path: str | Path) -> nn.Module:
+    """Load a plain torch ``state_dict`` file (``weights_only``, no pickled code) strictly; errors are one line."""
+    path = Path(path)
+    if not path.is_file():
+        raise MangoError(f"weights file not found: {path}")
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as exc:  # truncated zip, pickle errors, ...: several types
+        raise MangoError(f"cannot read checkpoint {path}: not a valid torch state_dict "
+                         f"({type(exc).__name__})") from None
+    if not isinstance(state, dict):
+        raise MangoError(f"checkpoint {path} holds a {type(state).__name__}, not a state_dict")
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        detail = " ".join(str(exc).split())[:300]
+        raise MangoError(f"checkpoint {path} does not fit {type(module).__name__}: {detail}") from None
+    return module
+
+
+def release_dir() -> Path:
+    """Folder of the original MANGO release checkpoints (third-party files, looked up, never committed).
+
+    ``$MANGO_RELEASE_DIR`` if set, else ``<repo>/../shared/assets/mango-release`` (a source checkout).
+    """
+    env = os.environ.get(RELEASE_ENV)
+    default = Path(__file__).resolve().parents[3] / "shared" / "assets" / "mango-release"
+    return Path(env).expanduser() if env else default
+
+
+def release_file(name: str) -> Path:
+    """Path of one release checkpoint (e.g. ``vae_vq_cifar10.pt``); a one-line MangoError when it is missing."""
+    path = release_dir() / name
+    if not path.is_file():
+        env = os.environ.get(RELEASE_ENV)
+        where = f"${RELEASE_ENV}={env}" if env else f"the default folder; ${RELEASE_ENV} is not set"
+        raise MangoError(f"MANGO release checkpoint {name} not found at {path} (looked in {where}); set "
+                         f"{RELEASE_ENV} to the folder holding it, or pass the file as weights")
+    return path

@@ -23,6 +23,7 @@ class Registry(Generic[T]):
         self._items: dict[str, Callable[..., T]] = {}
         self._docs: dict[str, str] = {}
         self._prefixes: dict[str, Callable[..., T]] = {}  # "ng:" -> factory(suffix, *args, **kwargs)
+        self._fallbacks: list[tuple[Callable[[str], bool], Callable[..., T]]] = []  # (matches, factory(name, ...))
 
     def register(self, name: str, doc: str | None = None) -> Callable[[Callable[..., T]], Callable[..., T]]:
         def deco(factory: Callable[..., T]) -> Callable[..., T]:
@@ -47,13 +48,27 @@ class Registry(Generic[T]):
 
         return deco
 
+    def register_fallback(self, label: str, matches: Callable[[str], bool],
+                          doc: str | None = None) -> Callable[[Callable[..., T]], Callable[..., T]]:
+        """Register a factory for names no entry or prefix claims but ``matches`` accepts (e.g. a
+        user's ``pkg.mod:factory``); the factory gets the whole name first. Listed as one row ``label``."""
+        def deco(factory: Callable[..., T]) -> Callable[..., T]:
+            self.register(label, doc)(factory)
+            self._fallbacks.append((matches, factory))
+            return factory
+
+        return deco
+
     def get(self, name: str) -> Callable[..., T]:
         for prefix, factory in self._prefixes.items():
             if name.startswith(prefix) and len(name) > len(prefix):
                 return partial(factory, name[len(prefix):])
-        if name not in self._items:
-            raise unknown(self.kind, name, sorted(self._items))
-        return self._items[name]
+        if name in self._items and all(self._items[name] is not f for _, f in self._fallbacks):
+            return self._items[name]
+        for matches, factory in self._fallbacks:
+            if matches(name):
+                return partial(factory, name)
+        raise unknown(self.kind, name, sorted(self._items))
 
     def create(self, name: str, *args, **kwargs) -> T:
         return self.get(name)(*args, **kwargs)
@@ -63,7 +78,8 @@ class Registry(Generic[T]):
         return dict(sorted(self._docs.items()))
 
     def __contains__(self, name: str) -> bool:
-        return name in self._items or any(name.startswith(p) and len(name) > len(p) for p in self._prefixes)
+        return (name in self._items or any(name.startswith(p) and len(name) > len(p) for p in self._prefixes)
+                or any(matches(name) for matches, _ in self._fallbacks))
 
     def __iter__(self) -> Iterator[str]:
         return iter(sorted(self._items))

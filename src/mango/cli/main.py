@@ -64,6 +64,10 @@ def run(
     generator_weights: Optional[str] = typer.Option(None, help="safetensors file for the generator"),
     repeats: Optional[int] = typer.Option(None, help="measurements per candidate, for noisy targets (default: 1)"),
     remeasure: Optional[int] = typer.Option(None, help="re-measure the 5 best this many times at the end (default: 0)"),
+    readout: Optional[str] = typer.Option(None, help="rate, count:A-B, latency, membrane, mean, relu, logit, prob "
+                                          "(default: rate for spiking layers, mean otherwise, logit for class:N)"),
+    noise: Optional[str] = typer.Option(None, help="injected noise: input:SD, membrane:SD, poisson (comma-separated)"),
+    steps: Optional[int] = typer.Option(None, help="time steps of a spiking target (default: the network's own)"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="run folder (default: runs/<time>-...)"),
     resume: bool = typer.Option(False, help="continue the run in --out (settings come from its config.json)"),
     quiet: bool = typer.Option(False, help="no progress bar"),
@@ -76,7 +80,7 @@ def run(
             result = run_api(optimizer=optimizer, budget=budget, batch=batch, seed=seed, target=target, model=model,
                              generator=generator, optimizer_options=_options(opt) or None,
                              model_weights=model_weights, generator_weights=generator_weights, repeats=repeats,
-                             remeasure=remeasure, out=out_dir,
+                             remeasure=remeasure, readout=readout, noise=noise, steps=steps, out=out_dir,
                              resume=resume, progress=not quiet)
         except KeyboardInterrupt as exc:
             err.print(str(exc) or "interrupted", highlight=False, soft_wrap=True)
@@ -94,22 +98,32 @@ def _summary(s: dict) -> None:
 
 
 @app.command()
-def layers(model: str = typer.Argument("mnist-snn", help="a registered target network")) -> None:
+def layers(model: str = typer.Argument("mnist-snn", help="a registered target network, or your own (see README)"),
+           weights: Optional[str] = typer.Option(None, help="weights file for MODEL (\"none\": untrained, where allowed)"),
+           ) -> None:
     """List the addressable layers of MODEL: unit count, output shape, spiking or not."""
     from ..targets import MODELS
     from ..targets.layers import probe_layers
 
     with user_errors():
-        net = MODELS.create(model)
+        factory = MODELS.get(model)
+        net = factory(weights) if weights else factory()
+        space = getattr(net, "input_space", None)
         t = Table(title=f"layers of {model}")
         for col in ("layer", "type", "units", "output shape", "spiking", "calls/forward"):
             t.add_column(col)
-        for info in probe_layers(net, net.input_shape):
+        infos = probe_layers(net, space.shape if space is not None else net.input_shape)
+        for info in infos:
             t.add_row(info.name, info.kind, str(info.units), "x".join(map(str, info.shape)),
                       "yes" if info.spiking else "", str(info.calls))
         out.print(t)
-        out.print(f"class outputs: address them as class:N; hidden units as LAYER:UNIT, e.g. "
-                  f"{info.name}:0", highlight=False)
+        if space is not None:
+            out.print(f"input: {space.describe()}", highlight=False)
+        if getattr(net, "num_steps", None):
+            out.print(f"time steps: {net.num_steps} (change with --steps)", highlight=False)
+        spiking = next((i.name for i in infos if i.spiking), infos[-1].name if infos else "LAYER")
+        out.print(f"address units as LAYER:UNIT (e.g. {spiking}:0), one position as LAYER:UNIT@ROW,COL, "
+                  "class outputs as class:N", highlight=False)
 
 
 class Family(str, Enum):

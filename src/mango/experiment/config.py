@@ -9,7 +9,7 @@ from ..errors import MangoError
 
 #: settings that must match when a run is resumed (the budget may grow)
 FIXED_ON_RESUME = ("generator", "model", "target", "optimizer", "optimizer_options", "batch", "seed",
-                   "model_weights", "generator_weights", "repeats")
+                   "model_weights", "generator_weights", "repeats", "readout", "noise", "steps")
 
 
 @dataclass
@@ -30,6 +30,12 @@ class RunConfig:
     repeats: int = 1
     #: at the end, measure the 5 best candidates this many more times and report the best mean
     remeasure: int = 0
+    #: how the unit's activity becomes a response (default: rate for spiking layers, mean otherwise)
+    readout: str | None = None
+    #: injected trial-to-trial noise, e.g. "poisson" or "input:0.1,membrane:0.05" (default: none)
+    noise: str | None = None
+    #: time steps of a spiking target (default: the network's own)
+    steps: int | None = None
 
     def validate(self) -> None:
         if not isinstance(self.budget, int) or self.budget < 1:

@@ -8,6 +8,7 @@ recorded one) and continues: the result equals an uninterrupted run.
 from __future__ import annotations
 
 import json
+import re
 import time
 from contextlib import nullcontext
 from dataclasses import replace
@@ -21,8 +22,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..errors import MangoError
 from ..generators import GENERATORS, Generator
+from ..imagespace import adapter
 from ..optimizers import OPTIMIZERS, Optimizer
 from ..targets import Target, make_target
+from ..targets.base import AdaptedTarget
 from . import artifacts
 from .config import RunConfig
 from .history import HistoryWriter, best_rows, latent_columns, latents, read_history, repair_history
@@ -33,10 +36,10 @@ def build_components(cfg: RunConfig, generator: Generator | None = None,
                      target: Target | None = None) -> tuple[Generator, Target, Optimizer]:
     """Generator, target and optimizer for ``cfg``; objects given directly take precedence."""
     gen = generator or GENERATORS.create(cfg.generator, *([cfg.generator_weights] if cfg.generator_weights else []))
-    tgt = target or make_target(cfg.model, cfg.target, cfg.model_weights)
-    if tuple(gen.image_shape) != tuple(tgt.input_shape):
-        raise MangoError(f"generator {gen.name!r} makes images of shape {list(gen.image_shape)} but target "
-                         f"{tgt.name!r} expects {list(tgt.input_shape)}")
+    tgt = target or make_target(cfg.model, cfg.target, cfg.model_weights, cfg.readout, cfg.noise, cfg.steps)
+    convert = adapter(gen.image_space, tgt.input_space, f"generator {gen.name!r}", f"target {tgt.name!r}")
+    if convert is not None:
+        tgt = AdaptedTarget(tgt, convert, gen.image_space)
     factory = OPTIMIZERS.get(cfg.optimizer)
     try:
         opt = factory(gen.space, seed=cfg.seed, **cfg.optimizer_options)
@@ -51,7 +54,8 @@ def _run_dir(out: str | Path | None, cfg: RunConfig) -> Path:
     if out is not None:
         return Path(out)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{stamp}-{cfg.model}-{cfg.target.replace(':', '_')}-{cfg.optimizer}-s{cfg.seed}"
+    model = re.sub(r"[^\w.-]+", "_", Path(cfg.model).name)  # a user module path or file name stays one folder
+    return Path("runs") / f"{stamp}-{model}-{cfg.target.replace(':', '_')}-{cfg.optimizer.replace(':', '_')}-s{cfg.seed}"
 
 
 def resolve_config(given: dict, out: str | Path | None, resume: bool) -> RunConfig:
@@ -104,7 +108,8 @@ def run(optimizer: str | None = None, budget: int | None = None, batch: int | No
         seed: int | None = None, target: str | Target | None = None, model: str | None = None,
         generator: str | Generator | None = None, optimizer_options: dict | None = None,
         model_weights: str | None = None, generator_weights: str | None = None, repeats: int | None = None,
-        remeasure: int | None = None, out: str | Path | None = None, resume: bool = False, progress: bool = True) -> RunResult:
+        remeasure: int | None = None, readout: str | None = None, noise: str | None = None,
+        steps: int | None = None, out: str | Path | None = None, resume: bool = False, progress: bool = True) -> RunResult:
     """Find the most exciting input of one unit; returns a :class:`RunResult`.
 
     Settings left ``None`` take the embedded default (:class:`RunConfig`),
@@ -120,7 +125,7 @@ def run(optimizer: str | None = None, budget: int | None = None, batch: int | No
                  target=str(getattr(tgt_obj, "spec", tgt_obj.name)) if tgt_obj else target, optimizer=optimizer,
                  optimizer_options=optimizer_options, budget=budget, batch=batch, seed=seed,
                  model_weights=model_weights, generator_weights=generator_weights, repeats=repeats,
-                 remeasure=remeasure)
+                 remeasure=remeasure, readout=readout, noise=noise, steps=steps)
     cfg = resolve_config({k: v for k, v in given.items() if v is not None}, out, resume)
     gen, tgt, opt = build_components(cfg, gen_obj, tgt_obj)
     cfg.batch = cfg.batch or min(opt.preferred_batch, cfg.budget)
@@ -149,6 +154,7 @@ def run(optimizer: str | None = None, budget: int | None = None, batch: int | No
                 t0 = time.perf_counter()
                 z = opt.ask(k)
                 t1 = time.perf_counter()
+                tgt.reseed(noise_key(cfg.seed, batch_id))
                 resp, sd = measure(tgt, gen.decode(z), cfg.repeats)
                 values = torch.where(torch.isfinite(resp), resp, torch.full_like(resp, -np.inf))
                 t2 = time.perf_counter()
@@ -173,10 +179,17 @@ class RunInterrupted(KeyboardInterrupt):
         self.run_dir = run_dir
 
 
-def remeasure_top(df: pd.DataFrame, gen: Generator, tgt: Target, n: int, top: int = 5) -> pd.DataFrame:
+def noise_key(seed: int, batch: int) -> int:
+    """The target-noise seed of one batch: fixed by (run seed, batch), so a resumed run draws the same noise."""
+    return (seed * 1_000_003 + batch + 1) % 2**63
+
+
+def remeasure_top(df: pd.DataFrame, gen: Generator, tgt: Target, n: int, top: int = 5,
+                  seed: int = 0) -> pd.DataFrame:
     """Measure the ``top`` best distinct candidates ``n`` more times each, so a lucky single
     measurement of a noisy neuron is not reported as the answer."""
     rows = best_rows(df, top, gen.space.dim)
+    tgt.reseed(noise_key(seed, -1))
     mean, sd = measure(tgt, gen.decode(latents(rows, gen.space.dim)), n)
     return pd.DataFrame({"query": rows["query"].to_numpy(), "recorded": rows["response"].to_numpy(),
                          "mean": mean.numpy(), "sd": sd.numpy(), "n": n})
@@ -189,19 +202,19 @@ def finish(run_dir: Path, cfg: RunConfig, gen: Generator, tgt: Target, wall: flo
     i, best = best_of(df)
     remeasured = None
     if cfg.remeasure:
-        rm = remeasure_top(df, gen, tgt, cfg.remeasure)
+        rm = remeasure_top(df, gen, tgt, cfg.remeasure, seed=cfg.seed)
         rm.to_csv(run_dir / "remeasured.csv", index=False)
         j = int(np.nanargmax(np.where(np.isfinite(rm["mean"]), rm["mean"], np.nan)))
         i, best = int(rm["query"].iloc[j]), float(rm["mean"].iloc[j])
         remeasured = {"n": cfg.remeasure, "recorded_response": float(rm["recorded"].iloc[j]),
                       "sd": float(rm["sd"].iloc[j])}
     z = latents(df.iloc[i : i + 1], dim)
-    image = gen.decode(z)[0]
+    image = gen.pixels(z)[0]
     artifacts.to_pil(image).save(run_dir / "mei.png")
     artifacts.convergence_plot(df, run_dir / "convergence.png",
                                f"{cfg.optimizer} on {cfg.model} {cfg.target} (seed {cfg.seed})")
-    artifacts.evolution_gif(df, gen.decode, run_dir / "evolution.gif", dim)
-    artifacts.top_grid(df, gen.decode, run_dir / "top16.png", dim)
+    artifacts.evolution_gif(df, gen.pixels, run_dir / "evolution.gif", dim)
+    artifacts.top_grid(df, gen.pixels, run_dir / "top16.png", dim)
     result = RunResult(run_dir, best, z[0], image, int(df["query"].iloc[i]), len(df), wall,
                        json.loads(cfg.to_json()), df, remeasured)
     (run_dir / "result.json").write_text(json.dumps(result.summary(), indent=2) + "\n")

@@ -2,5 +2,6 @@
 from .base import GENERATORS, Generator, TorchGenerator
 from .space import LatentSpace
 from . import sngan  # noqa: F401  (registers "mnist-sngan")
+from . import vqvae  # noqa: F401  (registers "cifar-vqvae")
 
 __all__ = ["GENERATORS", "Generator", "LatentSpace", "TorchGenerator"]

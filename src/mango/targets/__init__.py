@@ -3,19 +3,38 @@ from __future__ import annotations
 
 from torch import nn
 
-from .base import MODELS, Target
+from ..errors import MangoError
+from .base import MODELS, AdaptedTarget, Target
+from .noise import Noise
+from .readout import Readout
+from .sequential import SpikingSequential
 from .spec import TargetSpec
 from .torch_target import TorchTarget
-from . import spiking_cnn  # noqa: F401  (registers "mnist-snn")
+from . import spiking_cnn  # noqa: F401  (registers "mnist-snn", "cifar-snn")
+from . import torchvision_models  # noqa: F401  (registers "alexnet", "vgg16", "vgg19", "densenet121", "resnet18")
+from . import user_module  # noqa: F401  (your own network: "pkg.module:factory", "file.py:factory", "net.pt")
+from . import spiking_resnet  # noqa: F401  (registers "cifar-spiking-resnet18")
 
 
-def make_target(model: str | nn.Module, spec: str | TargetSpec, weights: str | None = None) -> TorchTarget:
-    """A target from a registered model name (or a module) and a spec like ``lif2:5``."""
+def make_target(model: str | nn.Module, spec: str | TargetSpec, weights: str | None = None,
+                readout: str | None = None, noise: str | None = None, steps: int | None = None) -> TorchTarget:
+    """A target from a registered model name (or a module) and a spec like ``lif2:5``.
+
+    ``readout`` (rate, count:A-B, latency, membrane, mean, relu, logit, prob), ``noise``
+    (input:SD, membrane:SD, poisson) and ``steps`` (time steps of a spiking network) are optional.
+    """
+    name = model if isinstance(model, str) else type(model).__name__
     if isinstance(model, str):
         factory = MODELS.get(model)
-        module = factory(weights) if weights else factory()
-        return TorchTarget(module, spec, name=model)
-    return TorchTarget(model, spec)
+        model = factory(weights) if weights else factory()
+    if steps is not None:
+        if not hasattr(model, "num_steps"):
+            raise MangoError(f"steps={steps} given, but {name!r} is not a spiking network with time steps")
+        if not isinstance(steps, int) or steps < 1:
+            raise MangoError(f"steps must be a positive integer, got {steps!r}")
+        model.num_steps = steps
+    return TorchTarget(model, spec, name=name, readout=readout, noise=noise)
 
 
-__all__ = ["MODELS", "Target", "TargetSpec", "TorchTarget", "make_target"]
+__all__ = ["MODELS", "AdaptedTarget", "Noise", "Readout", "SpikingSequential", "Target", "TargetSpec",
+           "TorchTarget", "make_target"]

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from ..errors import MangoError
+from ..imagespace import ImageSpace
 from ..registry import Registry
 
 
@@ -16,12 +17,20 @@ class Target(ABC):
     name: str = "target"
     input_shape: tuple[int, int, int]
 
+    @property
+    def input_space(self) -> ImageSpace:
+        """What the target expects; default: plain pixels in [0, 1] of ``input_shape``."""
+        return getattr(self, "_input_space", None) or ImageSpace(self.input_shape)
+
+    def reseed(self, key: int) -> None:
+        """Seed the target's trial-to-trial noise for the next batch (no-op when noiseless)."""
+
     @abstractmethod
     def responses(self, images: torch.Tensor) -> torch.Tensor:
         """Images ``[B, C, H, W]`` -> responses ``[B, U]`` of the selected unit(s)."""
 
     def describe(self) -> dict:
-        return {"name": self.name, "input_shape": list(self.input_shape)}
+        return {"name": self.name, "input_space": self.input_space.to_dict()}
 
     def check_images(self, images: torch.Tensor) -> torch.Tensor:
         if images.ndim != 4 or tuple(images.shape[1:]) != tuple(self.input_shape):
@@ -30,5 +39,24 @@ class Target(ABC):
         return images
 
 
-#: name -> factory returning a torch model (with an ``input_shape`` attribute)
+#: name -> factory(weights=None) returning a torch model with an ``input_shape`` attribute and
+#: optionally ``input_space`` (:class:`ImageSpace`; default plain [0, 1] pixels)
 MODELS: Registry[nn.Module] = Registry("model")
+
+
+class AdaptedTarget(Target):
+    """A target shown a generator's images converted to its declared input space."""
+
+    def __init__(self, inner: Target, convert, source: ImageSpace) -> None:
+        self.inner, self.convert = inner, convert
+        self.name, self.input_shape, self._input_space = inner.name, tuple(source.shape), source
+        self.spec = getattr(inner, "spec", None)
+
+    def responses(self, images: torch.Tensor) -> torch.Tensor:
+        return self.inner.responses(self.convert(self.check_images(images)))
+
+    def reseed(self, key: int) -> None:
+        self.inner.reseed(key)
+
+    def describe(self) -> dict:
+        return {**self.inner.describe(), "adapted_from": self._input_space.to_dict()}

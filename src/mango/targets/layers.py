@@ -9,13 +9,19 @@ from torch import nn
 
 @dataclass(frozen=True)
 class LayerInfo:
-    """One hookable module: its per-call output shape (no batch), units and kind."""
+    """One hookable module: its per-image output shape, units, calls per forward and kind.
+
+    ``time`` says how a call's output holds time steps: ``"step"`` (one step or
+    a static layer, ``[B, ...]``), ``"major"`` (multi-step, ``[T, B, ...]``) or
+    ``"flat"`` (multi-step folded into the batch, ``[T * B, ...]``).
+    """
 
     name: str
     kind: str
     shape: tuple[int, ...]
     calls: int
     spiking: bool
+    time: str = "step"
 
     @property
     def units(self) -> int:
@@ -34,9 +40,23 @@ def is_spiking(model: nn.Module, name: str, module: nn.Module) -> bool:
     return any(c.__name__ in ("SpikingNeuron", "BaseNode") for c in type(module).__mro__)
 
 
+def _layout(shape: tuple[int, ...], batch: int, steps: int | None) -> tuple[str, tuple[int, ...]]:
+    if steps and len(shape) >= 2 and shape[0] == steps and shape[1] == batch:
+        return "major", shape[2:]
+    if steps and shape and shape[0] == steps * batch and steps > 1:
+        return "flat", shape[1:]
+    return "step", shape[1:]
+
+
 @torch.inference_mode()
 def probe_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerInfo]:
-    """Every named submodule whose forward ran, in execution order, with output shape."""
+    """Every named submodule whose forward ran, in execution order, with its output layout.
+
+    Multi-step models (``multi_step = True`` and ``num_steps``) are probed with
+    a batch size other than T, so time-major outputs can be told apart.
+    """
+    steps = getattr(model, "num_steps", None) if getattr(model, "multi_step", False) else None
+    batch = 3 if steps == 2 else 2
     seen: dict[str, list] = {}
     handles = []
     for name, module in model.named_modules():
@@ -46,13 +66,17 @@ def probe_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerIn
         def hook(mod, inp, out, name=name):
             t = first_tensor(out)
             if isinstance(t, torch.Tensor):
-                seen.setdefault(name, [type(mod).__name__, tuple(t.shape[1:]), 0])[2] += 1
+                seen.setdefault(name, [type(mod).__name__, tuple(t.shape), 0])[2] += 1
 
         handles.append(module.register_forward_hook(hook))
     try:
-        model(torch.zeros(1, *input_shape))
+        model(torch.zeros(batch, *input_shape))
     finally:
         for h in handles:
             h.remove()
     modules = dict(model.named_modules())
-    return [LayerInfo(n, k, s, c, is_spiking(model, n, modules[n])) for n, (k, s, c) in seen.items()]
+    infos = []
+    for n, (k, s, c) in seen.items():
+        time, shape = _layout(s, batch, steps)
+        infos.append(LayerInfo(n, k, shape, c, is_spiking(model, n, modules[n]), time))
+    return infos

@@ -1,28 +1,26 @@
-"""The embedded default target: a small snnTorch spiking CNN for 28x28 digits.
+"""snnTorch spiking CNNs: the embedded MNIST default and the MANGO release CIFAR-10 network.
 
-conv1 -> pool1 -> lif1 -> conv2 -> pool2 -> lif2 -> fc1 -> lif3, LIF neurons
-(``snntorch.Leaky``, beta 0.9, fast-sigmoid surrogate). The static image is
-shown at every one of ``num_steps`` time steps, so conv1/pool1 are computed
-once per image instead of ``num_steps`` times (same spikes, ~2x faster).
-Membrane state is passed explicitly and starts at zero in every forward:
-no state leaks between batches or between models (unlike
-``snntorch.utils.reset``, which resets every Leaky in the process).
-The forward returns the output spike *rate* (count / num_steps) per class.
+Both are :class:`SpikingSequential` networks of ``snntorch.Leaky`` neurons
+(beta 0.9, fast-sigmoid surrogate) shown the static image at each of
+``num_steps`` steps; the output is the spike *rate* (count / T) per class.
 """
 from __future__ import annotations
 
 import snntorch as snn
-import torch
 from snntorch import surrogate
 from torch import nn
 
-from ..checkpoints import WEIGHTS_DIR, load_weights, read_card
+from ..checkpoints import WEIGHTS_DIR, load_torch_state, load_weights, read_card, release_file
 from ..data import MNIST_MEAN, MNIST_STD
+from ..imagespace import CIFAR10_MEAN, CIFAR10_STD, ImageSpace
 from .base import MODELS
+from .sequential import SpikingSequential
 
 
-class SpikingCNN(nn.Module):
-    """Spiking CNN classifier; input ``[B, C, H, W]`` in [0, 1], output rates ``[B, classes]``."""
+class SpikingCNN(SpikingSequential):
+    """conv1 -> pool1 -> lif1 -> conv2 -> pool2 -> lif2 -> fc1 -> lif3; input plain pixels in [0, 1]."""
+
+    order = ("conv1", "pool1", "lif1", "conv2", "pool2", "lif2", "flatten", "fc1", "lif3")
 
     def __init__(
         self,
@@ -35,12 +33,8 @@ class SpikingCNN(nn.Module):
         mean: float = MNIST_MEAN,
         std: float = MNIST_STD,
     ) -> None:
-        super().__init__()
+        super().__init__(num_steps, ImageSpace((in_channels, image_size, image_size)), mean, std)
         c1, c2 = channels
-        self.num_steps = num_steps
-        self.input_shape = (in_channels, image_size, image_size)
-        self.register_buffer("mean", torch.tensor(mean), persistent=False)
-        self.register_buffer("std", torch.tensor(std), persistent=False)
         grad = surrogate.fast_sigmoid(slope=25)
         side = ((image_size - 4) // 2 - 4) // 2
         self.conv1 = nn.Conv2d(in_channels, c1, 5)
@@ -49,30 +43,38 @@ class SpikingCNN(nn.Module):
         self.conv2 = nn.Conv2d(c1, c2, 5)
         self.pool2 = nn.MaxPool2d(2)
         self.lif2 = snn.Leaky(beta=beta, spike_grad=grad)
+        self.flatten = nn.Flatten()
         self.fc1 = nn.Linear(c2 * side * side, n_classes)
         self.lif3 = snn.Leaky(beta=beta, spike_grad=grad)
 
-    #: names of the modules whose outputs are spikes (their first output)
-    spiking_layers = ("lif1", "lif2", "lif3")
 
-    def forward(self, x: torch.Tensor, num_steps: int | None = None) -> torch.Tensor:
-        steps = num_steps or self.num_steps
-        cur1 = self.pool1(self.conv1((x - self.mean) / self.std))
-        mem1 = torch.zeros_like(cur1)
-        mem2 = mem3 = None
-        counts = None
-        for _ in range(steps):
-            spk1, mem1 = self.lif1(cur1, mem1)
-            cur2 = self.pool2(self.conv2(spk1))
-            if mem2 is None:
-                mem2 = torch.zeros_like(cur2)
-            spk2, mem2 = self.lif2(cur2, mem2)
-            cur3 = self.fc1(spk2.flatten(1))
-            if mem3 is None:
-                mem3 = torch.zeros_like(cur3)
-            spk3, mem3 = self.lif3(cur3, mem3)
-            counts = spk3 if counts is None else counts + spk3
-        return counts / steps
+class MangoCifarSNN(SpikingSequential):
+    """The MANGO release CIFAR-10 spiking CNN (the paper's "SNNTorch CNN", ~72 % accuracy).
+
+    Input: a CIFAR-10 image normalized with the CIFAR-10 mean/std. The module
+    that runs after conv0 is ``MaxPool2d(3, 2, padding=1)`` (the original code
+    named two pools ``pool0``, so the second definition won); the class
+    readout is the spike count of ``final_spiking`` over the steps.
+    """
+
+    order = ("conv0", "pool0", "spiking0", "conv1", "pool1", "spiking1", "flatten", "linear1", "spiking2",
+             "linear2", "relu", "final_spiking")
+
+    def __init__(self, num_steps: int = 20, beta: float = 0.9, n_classes: int = 10) -> None:
+        super().__init__(num_steps, ImageSpace((3, 32, 32), CIFAR10_MEAN, CIFAR10_STD))
+        grad = surrogate.fast_sigmoid(slope=10)
+        self.conv0 = nn.Conv2d(3, 200, 5)
+        self.pool0 = nn.MaxPool2d(3, 2, padding=1)
+        self.spiking0 = snn.Leaky(beta=beta, spike_grad=grad)
+        self.conv1 = nn.Conv2d(200, 64, 5)
+        self.pool1 = nn.MaxPool2d(2, 2)
+        self.spiking1 = snn.Leaky(beta=beta, spike_grad=grad)
+        self.flatten = nn.Flatten()
+        self.linear1 = nn.Linear(1600, 100)
+        self.spiking2 = snn.Leaky(beta=beta, spike_grad=grad)
+        self.linear2 = nn.Linear(100, n_classes)
+        self.relu = nn.ReLU()
+        self.final_spiking = snn.Leaky(beta=beta, spike_grad=grad)
 
 
 @MODELS.register("mnist-snn")
@@ -81,3 +83,11 @@ def mnist_snn(weights: str | None = None) -> SpikingCNN:
     path = weights or WEIGHTS_DIR / "mnist_spiking_cnn.safetensors"
     card = read_card(path)
     return load_weights(SpikingCNN(**card["architecture"]), path).eval()
+
+
+@MODELS.register("cifar-snn")
+def cifar_snn(weights: str | None = None) -> MangoCifarSNN:
+    """MANGO release snnTorch CNN for CIFAR-10 (normalized input, T=20 steps; loads snn_cifar10.pt unchanged)."""
+    path = weights or release_file("snn_cifar10.pt")
+    net = MangoCifarSNN()
+    return (load_weights(net, path) if str(path).endswith(".safetensors") else load_torch_state(net, path)).eval()

@@ -1,10 +1,13 @@
-"""Any unit of a torch model, read with a forward hook.
+"""Any unit of a torch model: addressed by name, read out over time, optionally noisy.
 
-The hook averages the hooked output over the calls of one forward, so a
-spiking layer called once per time step yields its spike count / T (the
-paper's normalized activity, all time steps counted), and a layer called
-once yields its activation. After the target layer's last call the forward
-is cut short: later layers are never computed.
+Two ways to measure, same responses:
+
+* networks built on :class:`SpikingSequential` are simulated only up to the
+  target layer, computing only the target channel (the fast path);
+* any other module is run whole with a forward hook on the target layer that
+  records the unit at every call (one call per time step, or one time-major
+  call in multi-step networks); the forward is cut short after the target
+  layer's last call.
 """
 from __future__ import annotations
 
@@ -14,6 +17,9 @@ from torch import nn
 from ..errors import MangoError, unknown
 from .base import Target
 from .layers import LayerInfo, first_tensor, probe_layers
+from .noise import Noise
+from .readout import Readout
+from .sequential import SpikingSequential
 from .spec import TargetSpec
 
 
@@ -22,25 +28,36 @@ class _Done(Exception):
 
 
 class TorchTarget(Target):
-    """Maximize one unit of ``model`` (addressed by a :class:`TargetSpec`)."""
+    """Maximize one unit of ``model`` (a :class:`TargetSpec`), reduced by a :class:`Readout`."""
 
     def __init__(self, model: nn.Module, spec: str | TargetSpec, input_shape: tuple[int, ...] | None = None,
-                 name: str = "torch-module") -> None:
+                 name: str = "torch-module", readout: str | Readout | None = None, noise: str | Noise | None = None,
+                 fast: bool = True) -> None:
         self.model = model.eval()
         self.spec = TargetSpec.parse(spec) if isinstance(spec, str) else spec
-        self.input_shape = tuple(input_shape or getattr(model, "input_shape"))
+        space = getattr(model, "input_space", None)
+        self.input_shape = tuple(input_shape or (space.shape if space is not None else model.input_shape))
+        self._input_space = space if space is not None and tuple(space.shape) == self.input_shape else None
         self.name = name
+        self.steps = getattr(model, "num_steps", None)
+        self.noise = Noise.parse(noise) if isinstance(noise, str) or noise is None else noise
+        self.fast = fast and isinstance(model, SpikingSequential)
+        if self.noise and self.noise.per_step and not isinstance(model, SpikingSequential):
+            raise MangoError(f"noise {self.noise} needs a network simulated step by step by MANGO (mnist-snn, "
+                             f"cifar-snn); {name!r} supports input:SD only")
         self.layers: dict[str, LayerInfo] = {i.name: i for i in probe_layers(model, self.input_shape)}
-        self._resolve()
+        self._rng = torch.Generator().manual_seed(0)
+        self._resolve(Readout.parse(readout) if isinstance(readout, str) or readout is None else readout)
 
-    def _resolve(self) -> None:
+    def _resolve(self, readout: Readout | None) -> None:
         spec = self.spec
         if spec.layer is None:
             with torch.inference_mode():
                 n = self.model(torch.zeros(1, *self.input_shape)).shape[1]
             if spec.unit >= n:
                 raise MangoError(f"class {spec.unit} out of range for {self.name!r}: it has {n} outputs (0..{n - 1})")
-            self._calls_needed = 0
+            self.readout = readout or Readout("logit")
+            self.readout.check(None, False, self.steps)
             return
         if spec.layer not in self.layers:
             raise unknown(f"layer of {self.name!r}", spec.layer, self.layers)
@@ -55,39 +72,79 @@ class TorchTarget(Target):
             if y >= info.shape[1] or x >= info.shape[2]:
                 raise MangoError(f"position {y},{x} out of range for layer {spec.layer!r} "
                                  f"of spatial size {info.shape[1]}x{info.shape[2]}")
-        self._calls_needed = info.calls
+        self.readout = readout or Readout("rate" if info.spiking else "mean")
+        self.readout.check(spec.layer, info.spiking, self.steps)
+        self._info = info
         self._module = dict(self.model.named_modules())[spec.layer]
 
-    def _hook(self, module: nn.Module, inputs: object, output: object) -> None:
-        v = first_tensor(output)[:, self.spec.unit]
-        if v.ndim == 3:
-            v = v[:, self.spec.position[0], self.spec.position[1]] if self.spec.position else v.mean((1, 2))
-        elif v.ndim > 1:
-            v = v.flatten(1).mean(1)
-        self._sum = v.to(torch.float32, copy=True) if self._sum is None else self._sum + v
-        self._calls += 1
-        if self._calls == self._calls_needed:
-            raise _Done
+    def reseed(self, key: int) -> None:
+        self._rng.manual_seed(key)
 
+    # -- measuring -------------------------------------------------------------------------------
     @torch.inference_mode()
     def responses(self, images: torch.Tensor) -> torch.Tensor:
         images = self.check_images(images)
-        self._sum, self._calls = None, 0
+        if self.noise and self.noise.input_sd > 0 and not self.fast:
+            images = images + self.noise.input_sd * torch.randn(images.shape, generator=self._rng, dtype=images.dtype)
         if self.spec.layer is None:
-            return self.model(images)[:, self.spec.unit:self.spec.unit + 1].float()
+            return self._class_output(images)[:, None]
+        trace = self._fast_trace(images) if self.fast else self._hooked_trace(images)
+        return self.readout.reduce(trace)[:, None]
+
+    def _class_output(self, images: torch.Tensor) -> torch.Tensor:
+        if self.fast and self.readout.kind == "logit":
+            last = self.model.order[-1]
+            return self.model.simulate(images, last, self.spec.unit, noise=self.noise, rng=self._rng)[:, :, 0].mean(0)
+        out = self.model.simulate(images, noise=self.noise, rng=self._rng).mean(0) if self.fast else self.model(images)
+        out = out.softmax(1) if self.readout.kind == "prob" else out
+        return out[:, self.spec.unit].float()
+
+    def _reduce_positions(self, v: torch.Tensor) -> torch.Tensor:
+        """``[T, B, ...]`` of one channel -> ``[T, B]``: one position, or the mean over positions."""
+        if self.readout.kind == "relu":
+            v = v.clamp_min(0)
+        if v.ndim == 4 and self.spec.position is not None:
+            return v[:, :, self.spec.position[0], self.spec.position[1]]
+        return v.flatten(2).mean(2) if v.ndim > 2 else v
+
+    def _fast_trace(self, images: torch.Tensor) -> torch.Tensor:
+        trace = self.model.simulate(images, self.spec.layer, self.spec.unit, membrane=self.readout.needs_membrane,
+                                    noise=self.noise, rng=self._rng)
+        return self._reduce_positions(trace[:, :, 0].float())
+
+    def _hooked_trace(self, images: torch.Tensor) -> torch.Tensor:
+        self._chunks: list[torch.Tensor] = []
+        self._batch = len(images)
         # hooked only while measuring, so several targets can share one model
         handle = self._module.register_forward_hook(self._hook)
         try:
             self.model(images)
         except _Done:
-            return (self._sum / self._calls)[:, None]
+            return torch.cat(self._chunks)
         finally:
             handle.remove()
-        raise RuntimeError(f"layer {self.spec.layer} ran {self._calls} times, expected {self._calls_needed}")
+        raise RuntimeError(f"layer {self.spec.layer} ran {len(self._chunks)} times, expected {self._info.calls}")
+
+    def _hook(self, module: nn.Module, inputs: object, output: object) -> None:
+        if self.readout.needs_membrane:
+            t = output[1] if isinstance(output, (tuple, list)) and len(output) > 1 else getattr(module, "v_seq", None)
+            if not isinstance(t, torch.Tensor):
+                raise MangoError(f"layer {self.spec.layer!r} does not expose its membrane potential")
+        else:
+            t = first_tensor(output)
+        if self._info.time == "flat":
+            t = t.view(-1, self._batch, *t.shape[1:])
+        elif self._info.time == "step":
+            t = t.unsqueeze(0)
+        self._chunks.append(self._reduce_positions(t[:, :, self.spec.unit].float()))
+        if len(self._chunks) == self._info.calls:
+            raise _Done
 
     def describe(self) -> dict:
         d = super().describe()
-        d["spec"] = str(self.spec)
+        d.update(spec=str(self.spec), readout=str(self.readout), noise=str(self.noise or "none"))
+        if self.steps:
+            d["num_steps"] = self.steps
         if self.spec.layer is not None:
             d["spiking"] = self.layers[self.spec.layer].spiking
         return d

@@ -1,0 +1,87 @@
+"""Readouts: how a unit's activity over one presentation becomes one response.
+
+Every target records a *trace* of the unit: ``[T, B]`` values, one row per
+time step for a spiking layer (spikes, or membrane potential), a single row
+for a layer of a classic network. A readout reduces the trace to ``[B]``.
+
+=============  ==========================================================
+``rate``       spike count / T over all T steps, in [0, 1] (the paper's
+               normalized activity; spiking layers' default)
+``count:A-B``  spike count in steps A..B-1 / (B - A)
+``latency``    1 - (first spike step) / T, 0 if silent: earlier is larger
+``membrane``   mean membrane potential over the T steps
+``mean``       the activation (classic layers' default)
+``relu``       the ReLU'd activation, averaged over positions
+``logit``      class output as is (class:N default)
+``prob``       softmax probability of the class
+=============  ==========================================================
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import MangoError
+
+SPIKING = ("rate", "count", "latency", "membrane")
+CLASSIC = ("mean", "relu")
+CLASS = ("logit", "prob")
+FORMS = "rate, count:A-B, latency, membrane (spiking layers); mean, relu (other layers); logit, prob (class:N)"
+_COUNT = re.compile(r"^count:(\d+)-(\d+)$")
+
+
+@dataclass(frozen=True)
+class Readout:
+    kind: str
+    start: int = 0
+    stop: int = 0
+
+    @classmethod
+    def parse(cls, text: str | None) -> Readout | None:
+        """``None`` means the default for the layer (rate / mean / logit)."""
+        if text is None:
+            return None
+        text = text.strip()
+        m = _COUNT.match(text)
+        if m:
+            a, b = int(m[1]), int(m[2])
+            if b <= a:
+                raise MangoError(f"bad readout {text!r}: the window count:A-B needs A < B")
+            return cls("count", a, b)
+        if text in SPIKING + CLASSIC + CLASS and text != "count":
+            return cls(text)
+        raise MangoError(f"unknown readout {text!r}; allowed: {FORMS}")
+
+    def __str__(self) -> str:
+        return f"count:{self.start}-{self.stop}" if self.kind == "count" else self.kind
+
+    @property
+    def needs_membrane(self) -> bool:
+        return self.kind == "membrane"
+
+    def check(self, layer: str | None, spiking: bool, steps: int | None) -> None:
+        """Fail early when the readout does not fit the addressed layer."""
+        where = "class outputs" if layer is None else f"layer {layer!r}"
+        if layer is None and self.kind not in CLASS:
+            raise MangoError(f"readout {self} does not apply to {where}; use logit or prob")
+        if layer is not None and self.kind in CLASS:
+            raise MangoError(f"readout {self} applies to class:N only, not to {where}")
+        if self.kind in SPIKING and layer is not None and not spiking:
+            raise MangoError(f"readout {self} needs a spiking layer, but {where} is not spiking; use mean or relu")
+        if self.kind == "count" and steps is not None and self.stop > steps:
+            raise MangoError(f"readout {self}: window ends after the {steps} time steps of the network")
+
+    def reduce(self, trace: torch.Tensor) -> torch.Tensor:
+        """``[T, B]`` -> ``[B]``."""
+        if self.kind == "count":
+            return trace[self.start:self.stop].mean(0)
+        if self.kind == "latency":
+            t = trace.shape[0]
+            fired = trace > 0
+            first = torch.where(fired.any(0), fired.float().argmax(0).to(trace.dtype), torch.full_like(trace[0], t))
+            return 1 - first / t
+        if self.kind == "relu":
+            return trace.mean(0)  # the ReLU is applied per position before averaging (see TorchTarget)
+        return trace.mean(0)
