@@ -8,7 +8,7 @@ import torch
 
 import mango
 from mango import MangoError, RunConfig, Target, TorchTarget
-from mango.experiment.history import latent_columns
+from mango.experiment.history import latent_columns, latents
 
 
 def test_mei_beats_best_of_random_latents_on_default_target(tmp_path, sngan):
@@ -56,6 +56,9 @@ class Interrupting(Target):
             raise KeyboardInterrupt
         return self.inner.responses(images)
 
+    def reseed(self, key: int) -> None:
+        self.inner.reseed(key)
+
 
 @pytest.mark.parametrize("optimizer", ["random", "tt-s", "protes", "ga", "ttopt"])
 def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, tiny_setup, optimizer):
@@ -72,6 +75,28 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, tiny_setup
     pd.testing.assert_frame_equal(resumed.history[cols], full.history[cols])
     assert resumed.best_response == full.best_response
     assert torch.equal(resumed.best_latent, full.best_latent)
+
+
+def test_noisy_target_resumes_with_the_same_noise(tmp_path, tiny_setup):
+    """Noise is seeded per (run seed, batch): a resumed run draws what the uninterrupted one drew."""
+    gen, net = tiny_setup
+    kwargs = dict(optimizer="ga", budget=60, batch=10, seed=2, generator=gen, progress=False)
+    full = mango.run(target=TorchTarget(net, "lif2:1", noise="membrane:0.5"), out=tmp_path / "full", **kwargs)
+    with pytest.raises(KeyboardInterrupt):
+        mango.run(target=Interrupting(TorchTarget(net, "lif2:1", noise="membrane:0.5"), after=3),
+                  out=tmp_path / "cut", **kwargs)
+    resumed = mango.run(target=TorchTarget(net, "lif2:1", noise="membrane:0.5"), out=tmp_path / "cut",
+                        resume=True, **kwargs)
+    assert resumed.history["response"].tolist() == full.history["response"].tolist()
+    other = mango.run(target=TorchTarget(net, "lif2:1", noise="membrane:0.5"), out=tmp_path / "other",
+                      **{**kwargs, "optimizer": "random", "seed": 3})
+    z = latents(full.history.iloc[:10], gen.space.dim)
+    again = TorchTarget(net, "lif2:1", noise="membrane:0.5")
+    again.reseed(0)
+    first = again.responses(gen.decode(z))
+    again.reseed(1)
+    assert not torch.equal(first, again.responses(gen.decode(z)))  # the noise is real
+    assert other.history["response"].std() > 0
 
 
 def test_resume_can_extend_the_budget(tmp_path, tiny_setup):

@@ -122,3 +122,22 @@ def test_float_latents_are_recorded_and_resume_is_exact(tmp_path, tiny_setup, op
     cols = ["query", "batch", "response", *latent_columns(gen.space.dim)]
     pd.testing.assert_frame_equal(resumed.history[cols], full.history[cols])
     assert torch.equal(resumed.best_latent, full.best_latent)
+
+
+def test_oneplusone_restarts_when_its_step_size_collapses():
+    """A quantized, multimodal response (spike counts) collapses a (1+1)-ES step size; restarts keep it searching."""
+    space = LatentSpace(16, 64, (-4.0, 4.0))
+
+    def spikes(z):  # a count that only a large move can raise: many local plateaus
+        x = torch.as_tensor(z, dtype=torch.float64)
+        return (torch.cos(3 * x).sum(1) * 2).round()
+
+    for min_sigma, expect_restarts in ((1e-2, True), (0.0, False)):
+        opt = OPTIMIZERS.create("oneplusone", space, seed=0, min_sigma=min_sigma)
+        for _ in range(150):
+            z = opt.ask(8)
+            opt.tell(z, spikes(z))
+            assert opt.sigma >= opt.min_sigma or min_sigma == 0
+        assert (opt.restarts > 0) is expect_restarts
+        if not expect_restarts:  # without restarts the step size collapses below a useful size
+            assert opt.sigma < 1e-2 * opt.box.width
