@@ -160,3 +160,6 @@ def show(run_dir: Path = typer.Argument(..., help="a run folder written by `mang
                   f"{', '.join(p.name for p in sorted(Path(run_dir).glob('*.png')) + sorted(Path(run_dir).glob('*.gif')))}")
 
 
+from . import check, train  # noqa: E402  (sub-apps; they import user_errors from this module)
+app.add_typer(train.app, name="train")
+app.add_typer(check.app, name="check")
