@@ -168,26 +168,28 @@ def _plain(m: snn.Leaky) -> bool:
 
 def _lif_inference(name: str, m: snn.Leaky, cur: torch.Tensor, mems: dict, noise: Noise,
                    rng: torch.Generator | None, record_membrane: bool) -> torch.Tensor:
-    """``snntorch.Leaky`` inference in 5 in-place tensor ops per step instead of about 15.
+    """``snntorch.Leaky`` inference in 4 in-place tensor ops per step instead of about 15.
 
     Same arithmetic in the same order as Leaky.forward (``beta * mem + input - reset * threshold``;
     spike = ``mem > threshold``; the delayed reset is the previous step's spike), so spikes and
     membranes are bit-identical (tested); 2x faster on the release CIFAR-10 network.
     """
-    beta, thr = m.beta.clamp(0, 1).to(cur.dtype), m.threshold.to(cur.dtype)
+    beta, thr = float(m.beta.clamp(0, 1)), float(m.threshold)
     mem = mems.get(name)
-    mem = torch.zeros_like(cur[0]) if mem is None else mem
+    mem = torch.zeros_like(cur[0]) if mem is None else mem.clone()
     fired = (mem > thr).to(cur.dtype)
     out = torch.empty_like(cur)
     for t in range(cur.shape[0]):
         c = cur[t]
         if noise.membrane_sd > 0:
             c = c + noise.membrane_sd * torch.randn(c.shape, generator=rng, dtype=c.dtype)
-        mem = mem * beta
-        mem += c
-        mem -= fired * thr
-        fired = (mem > thr).to(cur.dtype)
-        out[t] = mem if record_membrane else fired
+        mem.mul_(beta).add_(c).sub_(fired, alpha=thr)  # reset * threshold is exact: the same rounding
+        if record_membrane:
+            out[t] = mem
+            fired = (mem > thr).to(cur.dtype)
+        else:
+            torch.gt(mem, thr, out=out[t])  # spikes written straight into the output, as floats
+            fired = out[t]
     mems[name] = mem
     return out
 
