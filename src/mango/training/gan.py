@@ -27,7 +27,6 @@ import torch
 from torchvision.utils import save_image
 
 from ..checkpoints import save_weights
-from ..errors import MangoError
 from . import state
 from .common import BatchOrder, CsvLog, input_fitter, load_batch, positive, progress, seed_everything, training_data
 from .recipes import ARCHS, make_recipe
@@ -55,10 +54,7 @@ def train_generator(arch: str, dataset: str, steps: int, out_dir: str | Path, ba
     lr = recipe.lr if lr is None else lr
     positive("lr", lr)
     out = Path(out_dir)
-    ckpt = out / "checkpoint"
-    if not resume and state.exists(ckpt):
-        raise MangoError(f"{out} already holds a training checkpoint; pass resume=True (--resume) to continue it, "
-                         "or choose another output folder")
+    ckpt = state.folder(out, resume)
     ds = training_data(dataset, "train", limit, seed, root, download)
     fit = input_fitter(dataset, ds[0][0].shape, recipe.image_space, resize, f"arch {arch!r}")
     order = BatchOrder(len(ds), batch, seed)

@@ -32,6 +32,16 @@ def exists(folder: Path) -> bool:
     return (Path(folder) / META).exists()
 
 
+def folder(out_dir: str | Path, resume: bool) -> Path:
+    """The checkpoint folder of a training run in ``out_dir``; refuses to start over an existing one."""
+    out = Path(out_dir)
+    ckpt = out / "checkpoint"
+    if not resume and exists(ckpt):
+        raise MangoError(f"{out} already holds a training checkpoint; pass resume=True (--resume) to continue it, "
+                         "or choose another output folder")
+    return ckpt
+
+
 def _rng_states(own: dict[str, torch.Generator]) -> dict[str, torch.Tensor]:
     states = {f"rng.{k}": g.get_state() for k, g in own.items()} | {"rng.torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():

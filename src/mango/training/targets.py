@@ -106,10 +106,7 @@ def train_target(arch: str, dataset: str, epochs: int, out_dir: str | Path, batc
     lr = DEFAULT_LR.get(arch, 1e-3) if lr is None else lr
     positive("lr", lr)
     out = Path(out_dir)
-    ckpt = out / "checkpoint"
-    if not resume and state.exists(ckpt):
-        raise MangoError(f"{out} already holds a training checkpoint; pass resume=True (--resume) to continue it, "
-                         "or choose another output folder")
+    ckpt = state.folder(out, resume)
     seed_everything(seed)
     model, arch_kwargs = build_target(arch, num_steps)
     model.to(device)
