@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -77,6 +78,7 @@ def main() -> None:
     p.add_argument("--steps", default="20,100")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seconds", type=float, default=1.5, help="minimum timing window per cell")
+    p.add_argument("--channels-last", action="store_true", help="networks and inputs in channels_last memory format")
     p.add_argument("--max-call-s", type=float, default=5.0, help="stop growing the batch past calls this long")
     p.add_argument("--quick", action="store_true", help="batches 1,16,64, T=20, 0.5 s per cell")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "targets.json")
@@ -105,6 +107,9 @@ def main() -> None:
                         break
                     torch.manual_seed(0)
                     x = torch.randn(b, *target.input_shape).clamp(-2, 2)
+                    if a.channels_last:
+                        target.model.to(memory_format=torch.channels_last)
+                        x = x.contiguous(memory_format=torch.channels_last)
                     row = {"network": net_name, "target": spec, "T": steps, "batch": b,
                            "optimized_img_s": round(rate(target.responses, x, a.seconds), 1)}
                     if isinstance(target.model, SpikingSequential) and (steps or 0) * b <= 20 * 64:
@@ -134,7 +139,9 @@ def main() -> None:
         table.add_row(*[str(r.get(c, "")) for c in cols])
     console.print(table)
     a.out.parent.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
     a.out.write_text(json.dumps({"machine": platform.processor() or platform.machine(), "threads": a.threads,
+                                 "channels_last": a.channels_last, "malloc_env": env,
                                  "torch": torch.__version__, "rows": rows}, indent=1) + "\n")
     console.print(f"wrote {a.out}")
 
