@@ -112,9 +112,10 @@ def main() -> None:
                         x = x.contiguous(memory_format=torch.channels_last)
                     row = {"network": net_name, "target": spec, "T": steps, "batch": b,
                            "optimized_img_s": round(rate(target.responses, x, a.seconds), 1)}
-                    if isinstance(target.model, SpikingSequential) and (steps or 0) * b <= 20 * 64:
-                        naive = naive_fn(target)
-                        torch.testing.assert_close(naive(x), target.responses(x)[:, 0], rtol=0, atol=1e-6)
+                    if isinstance(target.model, SpikingSequential):  # the per-step loop, where it takes < ~5 s
+                        naive = naive_fn(target) if (steps or 0) * b <= 100 * 16 else None
+                        if naive is not None:
+                            torch.testing.assert_close(naive(x), target.responses(x)[:, 0], rtol=0, atol=1e-6)
                     elif spec.startswith("class:") or b > 64:
                         naive = None
                     else:  # a network MANGO does not simulate itself: naive = the whole forward, no early stop

@@ -40,6 +40,8 @@ class SpikingSequential(nn.Module):
     #: images per layer call: steps are grouped so each call sees about this many (measured best
     #: on CPU: small batches gain up to 1.6x from grouping steps, large ones lose from cache misses)
     chunk_images: int = 32
+    #: a target measures large batches in sub-batches of this many images (see TorchTarget)
+    micro_batch: int = 16
 
     def __init__(self, num_steps: int, input_space: ImageSpace, mean=None, std=None) -> None:
         super().__init__()

@@ -108,9 +108,12 @@ class TorchTarget(Target):
         return v.flatten(2).mean(2) if v.ndim > 2 else v
 
     def _fast_trace(self, images: torch.Tensor) -> torch.Tensor:
-        trace = self.model.simulate(images, self.spec.layer, self.spec.unit, membrane=self.readout.needs_membrane,
-                                    noise=self.noise, rng=self._rng)
-        return self._reduce_positions(trace[:, :, 0].float())
+        # sub-batches of ``micro_batch`` images: the membranes of a large batch fall out of the CPU
+        # caches (measured on cifar-snn spiking1, T=20: 168 img/s at batch 16, 110 at 64, 84 at 256)
+        step = getattr(self.model, "micro_batch", None) or len(images)
+        traces = [self.model.simulate(part, self.spec.layer, self.spec.unit, membrane=self.readout.needs_membrane,
+                                      noise=self.noise, rng=self._rng) for part in images.split(step)]
+        return self._reduce_positions(torch.cat(traces, 1)[:, :, 0].float())
 
     def _hooked_trace(self, images: torch.Tensor) -> torch.Tensor:
         self._chunks: list[torch.Tensor] = []
