@@ -109,3 +109,14 @@ def test_wrong_image_shape_is_rejected(snn):
     target = TorchTarget(snn, "lif2:0")
     with pytest.raises(MangoError, match=r"expects images \[batch, 1, 28, 28\], got \[2, 3, 32, 32\]"):
         target.responses(torch.zeros(2, 3, 32, 32))
+
+
+def test_sub_batches_give_the_same_responses(snn, digits):
+    images = digits[0][:40]
+    target = TorchTarget(snn, "lif2:12")
+    whole = target.responses(images)
+    snn.micro_batch = 7
+    try:
+        torch.testing.assert_close(target.responses(images), whole, rtol=0, atol=0)
+    finally:
+        snn.micro_batch = 16
