@@ -53,7 +53,7 @@ D = RunConfig()  # the defaults, shown in --help; None below means "default, or 
 @app.command()
 def run(
     optimizer: Optional[str] = typer.Option(None, help=f"optimizer (`mango list optimizers`) (default: {D.optimizer})"),
-    budget: Optional[int] = typer.Option(None, help=f"number of queries (images shown) (default: {D.budget})"),
+    budget: Optional[int] = typer.Option(None, help=f"number of candidates measured; each is shown --repeats times (default: {D.budget})"),
     batch: Optional[int] = typer.Option(None, help="queries per optimizer step (default: the optimizer's own)"),
     seed: Optional[int] = typer.Option(None, help=f"seed of the optimizer (default: {D.seed})"),
     target: Optional[str] = typer.Option(None, help=f"class:N, LAYER:UNIT or LAYER:UNIT@ROW,COL (default: {D.target})"),
@@ -62,7 +62,7 @@ def run(
     opt: list[str] = typer.Option([], "--opt", help="optimizer hyperparameter KEY=VALUE, repeatable"),
     model_weights: Optional[str] = typer.Option(None, help="safetensors file for the target network"),
     generator_weights: Optional[str] = typer.Option(None, help="safetensors file for the generator"),
-    repeats: Optional[int] = typer.Option(None, help="measurements per candidate, for noisy targets (default: 1)"),
+    repeats: Optional[int] = typer.Option(None, help="presentations per candidate, for noisy targets; they multiply the images shown (default: 1)"),
     remeasure: Optional[int] = typer.Option(None, help="re-measure the 5 best this many times at the end (default: 0)"),
     readout: Optional[str] = typer.Option(None, help="rate, count:A-B, latency, membrane, mean, relu, logit, prob "
                                           "(default: rate for spiking layers, mean otherwise, logit for class:N)"),
