@@ -56,21 +56,26 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 RELEASE_ENV = "MANGO_RELEASE_DIR"
 
 
-def load_torch_state(module: nn.Module, path: str | Path) -> nn.Module:
-    """Load a plain torch ``state_dict`` file (``weights_only``, no pickled code) strictly; errors are one line."""
+def load_state(module: torch.nn.Module, path: str | Path) -> torch.nn.Module:
+    """Load weights into ``module`` strictly from our ``.safetensors`` or a plain torch state_dict file
+    (``.pt``/``.pth``, read with ``weights_only``: no pickled code; a training checkpoint's
+    ``state_dict`` entry is accepted). Every failure is a one-line MangoError naming the file."""
     path = Path(path)
+    if path.suffix == ".safetensors":
+        return load_weights(module, path)
     if not path.is_file():
         raise MangoError(f"weights file not found: {path}")
     try:
         state = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as exc:  # truncated zip, pickle errors, ...: several types
-        raise MangoError(f"cannot read checkpoint {path}: not a valid torch state_dict "
-                         f"({type(exc).__name__})") from None
+    except Exception as exc:  # truncated zip, not a torch file, unsafe pickle: several types
+        raise MangoError(f"cannot read checkpoint {path}: not a valid torch state_dict ({type(exc).__name__})") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
     if not isinstance(state, dict):
         raise MangoError(f"checkpoint {path} holds a {type(state).__name__}, not a state_dict")
     try:
         module.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
+    except (RuntimeError, AttributeError) as exc:
         detail = " ".join(str(exc).split())[:300]
         raise MangoError(f"checkpoint {path} does not fit {type(module).__name__}: {detail}") from None
     return module

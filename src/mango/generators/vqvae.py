@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoints import load_torch_state, load_weights, read_card, release_file
+from ..checkpoints import load_state, load_weights, read_card, release_file
 from ..errors import MangoError
 from ..imagespace import CIFAR10_MEAN, CIFAR10_STD, ImageSpace
 from .base import GENERATORS, Generator
@@ -228,5 +228,5 @@ def cifar_vqvae(weights: str | Path | None = None) -> VQVAEGenerator:
     if path.suffix == ".safetensors":  # our own format: architecture in the JSON card
         model = load_weights(VQVAE(**read_card(path).get("architecture", {})), path)
     else:
-        model = load_torch_state(VQVAE(), path)
+        model = load_state(VQVAE(), path)
     return VQVAEGenerator(model)

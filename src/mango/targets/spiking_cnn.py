@@ -10,7 +10,7 @@ import snntorch as snn
 from snntorch import surrogate
 from torch import nn
 
-from ..checkpoints import WEIGHTS_DIR, load_torch_state, load_weights, read_card, release_file
+from ..checkpoints import WEIGHTS_DIR, load_state, load_weights, read_card, release_file
 from ..data import MNIST_MEAN, MNIST_STD
 from ..imagespace import CIFAR10_MEAN, CIFAR10_STD, ImageSpace
 from .base import MODELS
@@ -90,4 +90,4 @@ def cifar_snn(weights: str | None = None) -> MangoCifarSNN:
     """MANGO release snnTorch CNN for CIFAR-10 (normalized input, T=20 steps; loads snn_cifar10.pt unchanged)."""
     path = weights or release_file("snn_cifar10.pt")
     net = MangoCifarSNN()
-    return (load_weights(net, path) if str(path).endswith(".safetensors") else load_torch_state(net, path)).eval()
+    return load_state(net, path).eval()

@@ -39,7 +39,7 @@ from torch import nn
 
 from ..imagespace import CIFAR10_MEAN, CIFAR10_STD, ImageSpace
 from .base import MODELS
-from .user_module import load_state_file
+from ..checkpoints import load_state
 
 TAU = 10.0  # decay 1 - 1/tau = 0.9
 
@@ -175,5 +175,5 @@ def cifar_spiking_resnet18(weights: str | None = None) -> CifarSpikingResNet18:
         torch.manual_seed(0)
         net = CifarSpikingResNet18()
     if weights and weights != "none":
-        load_state_file(net, weights)
+        load_state(net, weights)
     return net.eval()

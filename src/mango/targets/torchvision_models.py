@@ -20,7 +20,7 @@ from torch import nn
 from ..errors import MangoError
 from ..imagespace import IMAGENET_MEAN, IMAGENET_STD, ImageSpace
 from .base import MODELS
-from .user_module import load_state_file
+from ..checkpoints import load_state
 
 ARCHS = {"alexnet": "AlexNet", "vgg16": "VGG-16", "vgg19": "VGG-19", "densenet121": "DenseNet-121",
          "resnet18": "ResNet-18"}
@@ -60,7 +60,7 @@ def torchvision_model(arch: str, weights: str | None = None) -> nn.Module:
             torch.manual_seed(0)
             model = torchvision.models.get_model(arch, weights=None)
         if weights != "none":
-            load_state_file(model, weights)
+            load_state(model, weights)
     model.input_space, model.input_shape = IMAGENET_SPACE, IMAGENET_SPACE.shape
     return model.eval()
 

@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..checkpoints import load_weights
+from ..checkpoints import load_state
 from ..errors import MangoError
 from ..imagespace import ImageSpace
 from .base import MODELS
@@ -49,29 +49,6 @@ DECLARE = ("declare its input: set input_space = mango.imagespace.ImageSpace((C,
 def is_user_model(name: str) -> bool:
     """Does ``name`` look like a user module (rather than a misspelt registered model)?"""
     return bool(_PYTHON.match(name)) or name.lower().endswith(_SCRIPT)
-
-
-def load_state_file(module: nn.Module, path: str | Path) -> nn.Module:
-    """Load a ``.safetensors`` or torch ``.pth``/``.pt`` state_dict strictly; failures are one-line MangoErrors."""
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        return load_weights(module, path)
-    if not path.is_file():
-        raise MangoError(f"weights file not found: {path}")
-    try:
-        state = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as exc:  # truncated zip, not a torch file, unsafe pickle
-        raise MangoError(f"cannot read weights file {path}: not a torch state_dict ({type(exc).__name__})") from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]  # a training checkpoint
-    if not isinstance(state, dict):
-        raise MangoError(f"weights file {path} holds a {type(state).__name__}, not a state_dict")
-    try:
-        module.load_state_dict(state, strict=True)
-    except (RuntimeError, AttributeError) as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise MangoError(f"weights file {path} does not fit {type(module).__name__}: {first}") from None
-    return module
 
 
 def space_from_json(data: object, where: str) -> ImageSpace:
@@ -145,7 +122,7 @@ def load_python(name: str, weights: str | None = None) -> nn.Module:
         raise MangoError(f"{name!r} gave a {type(model).__name__}, not a torch nn.Module")
     model = declare_input(model, name)
     if weights and weights != "none":
-        load_state_file(model, weights)
+        load_state(model, weights)
     return model.eval()
 
 
