@@ -40,15 +40,15 @@ from ..imagespace import ImageSpace
 from .base import MODELS
 
 FORMS = "package.module:factory, path/to/file.py:factory or a TorchScript file .pt/.ts"
-_PYTHON = re.compile(r"^(?P<where>.+\.py|[A-Za-z_][\w.]*):(?P<attr>[A-Za-z_]\w*)$")
-_SCRIPT = (".pt", ".ts")
+USER_PATH = re.compile(r"^(?P<where>.+\.py|[A-Za-z_][\w.]*):(?P<attr>[A-Za-z_]\w*)$")
+SCRIPT_SUFFIXES = (".pt", ".ts")
 DECLARE = ("declare its input: set input_space = mango.imagespace.ImageSpace((C, H, W), mean, std) or "
            "input_shape = (C, H, W) (plain [0, 1] pixels) on the module")
 
 
 def is_user_model(name: str) -> bool:
     """Does ``name`` look like a user module (rather than a misspelt registered model)?"""
-    return bool(_PYTHON.match(name)) or name.lower().endswith(_SCRIPT)
+    return bool(USER_PATH.match(name)) or name.lower().endswith(SCRIPT_SUFFIXES)
 
 
 def space_from_json(data: object, where: str) -> ImageSpace:
@@ -81,7 +81,8 @@ def declare_input(model: nn.Module, name: str) -> nn.Module:
     return model
 
 
-def _import(where: str, name: str) -> object:
+def import_module_of(where: str, name: str) -> object:
+    """The Python module ``where`` (a dotted name or a .py file) of the user object named ``name``."""
     if where.endswith(".py"):
         path = Path(where).expanduser().resolve()
         if not path.is_file():
@@ -109,10 +110,10 @@ def _import(where: str, name: str) -> object:
 
 def load_python(name: str, weights: str | None = None) -> nn.Module:
     """``module:factory`` -> the module the factory returns (a class is instantiated)."""
-    m = _PYTHON.match(name)
+    m = USER_PATH.match(name)
     if m is None:
         raise MangoError(f"malformed model {name!r}; expected {FORMS}")
-    module = _import(m["where"], name)
+    module = import_module_of(m["where"], name)
     obj = getattr(module, m["attr"], None)
     if obj is None:
         found = sorted(k for k, v in vars(module).items() if callable(v) and not k.startswith("_"))
@@ -175,4 +176,4 @@ def load_script(path: str, weights: str | None = None) -> ScriptedModel:
                           doc=f"your own network: {FORMS} (declares its input; see README)")
 def user_model(name: str, weights: str | None = None) -> nn.Module:
     """A user network named by ``module:factory``, ``file.py:factory`` or a TorchScript path."""
-    return load_script(name, weights) if name.lower().endswith(_SCRIPT) else load_python(name, weights)
+    return load_script(name, weights) if name.lower().endswith(SCRIPT_SUFFIXES) else load_python(name, weights)
