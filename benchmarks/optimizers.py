@@ -9,7 +9,8 @@ For each optimizer and seed one run with the largest budget is made (the
 smaller budgets are its prefixes: no optimizer here is told the budget).
 Prints a table and writes ``<out>/optimizers.json`` and
 ``<out>/convergence.png`` (median best response vs queries with the 25-75 %
-band, full and zoomed, like the paper's Figure 5). Responses are also given
+band, full and zoomed, like the paper's Figure 5: :func:`mango.analysis.plot_convergence`;
+``mango analyze compare <out>/runs`` draws the same from the kept run folders). Responses are also given
 as a ratio to the best of ``--random-reference`` random latents, the way
 XDream reports evolved / best-natural-image ratios. Run folders are kept in
 ``<out>/runs`` for later analysis.
@@ -27,17 +28,15 @@ import platform
 import time
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import track
+from rich.table import Table
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.progress import track  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-import mango  # noqa: E402
+import mango
+from mango.analysis import plot_convergence
+from mango.experiment.history import best_so_far
 
 
 def parse_entry(entry: str) -> tuple[str, dict]:
@@ -95,32 +94,6 @@ def summarize(runs: dict, budgets: list[int], reference: float, truth: dict | No
     return rows
 
 
-def plot(runs: dict, path: Path, title: str) -> None:
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=120)
-    tops = []
-    colors = plt.cm.tab20(np.linspace(0, 1, max(len(runs), 2)))  # distinct colours beyond 10 methods
-    for color, (name, curves) in zip(colors, runs.items()):
-        best = np.stack([c for c, *_ in curves])
-        q = np.arange(1, best.shape[1] + 1)
-        med, lo, hi = np.median(best, 0), np.percentile(best, 25, 0), np.percentile(best, 75, 0)
-        tops.append(med[-1])
-        for ax in axes:
-            ax.plot(q, med, label=name, lw=1.5, color=color)
-            ax.fill_between(q, lo, hi, alpha=0.15, color=color)
-    axes[0].set_title(title, fontsize=9)
-    axes[1].set_title("zoom on the top", fontsize=9)
-    top = max(tops)
-    axes[1].set_ylim(min(tops) - 0.15 * abs(top), top * 1.05 if top > 0 else top * 0.95)
-    for ax in axes:
-        ax.set_xlabel("number of queries")
-        ax.set_ylabel("best response (median over seeds)")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--optimizers", default="tt-b,tt-s,protes,random")
@@ -148,8 +121,7 @@ def main() -> None:
         res = mango.run(optimizer=opt, optimizer_options=options, budget=budgets[-1], seed=seed, target=tgt,
                         generator=gen, progress=False, repeats=a.repeats, out=a.out / "runs" / f"{stamp}-{name.replace(':', '_')}-s{seed}")
         h = res.history
-        r = h["response"].to_numpy(dtype=float)
-        curve = np.maximum.accumulate(np.where(np.isfinite(r), r, -np.inf))
+        curve = best_so_far(h)
         wall = float(h["elapsed_s"].iloc[-1])
         overhead = float(h.groupby("batch")["optimizer_s"].first().sum()) / wall
         runs.setdefault(name, []).append((curve, wall, overhead))
@@ -166,7 +138,8 @@ def main() -> None:
         table.add_row(*("-" if v is None else str(v) for v in row.values()))
     Console(width=200).print(table)
     a.out.mkdir(parents=True, exist_ok=True)
-    plot(runs, a.out / "convergence.png", title)
+    plot_convergence({name: np.stack([c for c, *_ in curves]) for name, curves in runs.items()},
+                     a.out / "convergence.png", title)
     meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
             "date": time.strftime("%Y-%m-%d"), "budgets": budgets, "seeds": a.seeds, "target": a.target,
             "model": a.model, "generator": a.generator, "random_reference": reference,

@@ -163,3 +163,5 @@ def show(run_dir: Path = typer.Argument(..., help="a run folder written by `mang
 from . import check, train  # noqa: E402  (sub-apps; they import user_errors from this module)
 app.add_typer(train.app, name="train")
 app.add_typer(check.app, name="check")
+from . import analyze  # noqa: E402
+app.add_typer(analyze.app, name="analyze")

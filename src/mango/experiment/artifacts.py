@@ -12,7 +12,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from .history import best_rows, latents  # noqa: E402
+from .history import best_rows, best_so_far, latents  # noqa: E402
 
 
 def to_pil(image: torch.Tensor, scale: int = 8) -> Image.Image:
@@ -27,7 +27,7 @@ def convergence_plot(history: pd.DataFrame, path: Path, title: str) -> None:
     """Best response so far vs number of queries, over every measured response."""
     r = history["response"].to_numpy(dtype=float)
     q = history["query"].to_numpy() + 1
-    best = np.maximum.accumulate(np.where(np.isfinite(r), r, -np.inf))
+    best = best_so_far(history)
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     ax.scatter(q, r, s=3, alpha=0.25, color="tab:gray", label="each query")
     ax.step(q, best, where="post", color="tab:orange", lw=2, label="best so far")

@@ -59,6 +59,12 @@ def best_rows(history: pd.DataFrame, n: int, dim: int) -> pd.DataFrame:
     return history.iloc[order].drop_duplicates(subset=latent_columns(dim)).head(n)
 
 
+def best_so_far(history: pd.DataFrame) -> np.ndarray:
+    """Best response after each query (NaN/inf count as worst): the convergence curve of a run."""
+    r = history["response"].to_numpy(dtype=float)
+    return np.maximum.accumulate(np.where(np.isfinite(r), r, -np.inf))
+
+
 def read_history(path: Path) -> pd.DataFrame:
     """The recorded queries as a DataFrame (columns ``query, batch, response, ..., z0..``)."""
     return pd.read_csv(path)  # pandas >= 3 parses floats round-trip exact (float latents resume bit-exact)

@@ -1,0 +1,207 @@
+"""A study: the run folders under one folder, read back and checked, with their MEIs decoded.
+
+Every analysis starts here, so a missing or corrupt file is reported once, in one line naming it,
+before any figure is drawn. A run is a folder holding ``config.json`` and ``history.csv``
+(and ``result.json`` once it finished); a folder holding only some of them is a broken run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..errors import MangoError
+from ..experiment.config import RunConfig
+from ..experiment.history import best_so_far, latent_columns, read_history
+from ..experiment.result import RESULT_KEYS
+from ..generators import GENERATORS, Generator
+from ..targets.spec import TargetSpec
+
+RUN_FILES = ("config.json", "history.csv", "result.json")
+
+
+@dataclass
+class Run:
+    """One finished run: its settings, every query, and ``result.json``."""
+
+    path: Path
+    config: RunConfig
+    history: pd.DataFrame
+    result: dict
+
+    @property
+    def method(self) -> str:
+        """The optimizer and its options, e.g. ``ng-portfolio+space=grid``: what a comparison compares."""
+        opts = "".join(f"+{k}={v}" for k, v in sorted(self.config.optimizer_options.items()))
+        return self.config.optimizer + opts
+
+    @property
+    def neuron(self) -> str:
+        """The unit measured: model (with its weights file, if any), target spec, and readout/noise/steps."""
+        c = self.config
+        parts = [c.model + (f"[{Path(c.model_weights).name}]" if c.model_weights else ""), c.target]
+        parts += [f"{k}={v}" for k, v in (("readout", c.readout), ("noise", c.noise), ("steps", c.steps)) if v]
+        return " ".join(parts)
+
+    @property
+    def layer(self) -> str:
+        """The target's layer name, or ``class`` for a class output."""
+        return TargetSpec.parse(self.config.target).layer or "class"
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
+
+    @property
+    def best_response(self) -> float:
+        return float(self.result["best_response"])
+
+    @property
+    def best_latent(self) -> torch.Tensor:
+        """The reported MEI's latent ``[dim]``: grid indices (long) or box values (float64), as recorded."""
+        z = self.result["best_latent"]
+        return torch.tensor(z, dtype=torch.long if all(isinstance(v, int) for v in z) else torch.float64)
+
+    @cached_property
+    def curve(self) -> np.ndarray:
+        """Best response after each query."""
+        return best_so_far(self.history)
+
+    def label(self) -> str:
+        return f"{self.method} s{self.seed}"
+
+
+def first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return (text.splitlines() or [type(exc).__name__])[0]
+
+
+def read_run(path: str | Path) -> Run:
+    """One run folder, checked file by file; any problem is a one-line :class:`MangoError` naming the file."""
+    path = Path(path)
+    for name in RUN_FILES[:2]:
+        if not (path / name).is_file():
+            raise MangoError(f"broken run folder {path}: {name} is missing")
+    cfg = RunConfig.load(path / "config.json")
+    hist_path = path / "history.csv"
+    try:
+        history = read_history(hist_path)
+    except Exception as exc:  # pandas raises several types (EmptyDataError, ParserError, UnicodeDecodeError)
+        raise MangoError(f"cannot read {hist_path}: {first_line(exc)}") from None
+    missing = [c for c in ("query", "response", "value", "z0") if c not in history.columns]
+    if missing:
+        raise MangoError(f"{hist_path} is not a MANGO history: columns {missing} are missing")
+    if history.empty:
+        raise MangoError(f"{hist_path} holds no queries")
+    zcols = latent_columns(sum(1 for c in history.columns if re.fullmatch(r"z\d+", c)))
+    bad = [c for c in ["query", "response", *zcols] if not pd.api.types.is_numeric_dtype(history[c])]
+    if bad:
+        raise MangoError(f"{hist_path} is corrupt: non-numeric values in column {bad[0]!r}")
+    torn = history[zcols].isna().any(axis=1).to_numpy() | (history["query"].to_numpy() != np.arange(len(history)))
+    if torn.any():
+        raise MangoError(f"{hist_path} is corrupt: data row {int(np.argmax(torn)) + 1} is incomplete or out of order")
+    res_path = path / "result.json"
+    if not res_path.is_file():
+        raise MangoError(f"{path} holds no result.json: the run did not finish (continue it with "
+                         f"mango run --resume --out {path})")
+    try:
+        result = json.loads(res_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise MangoError(f"cannot read {res_path}: {first_line(exc)}") from None
+    missing = [k for k in RESULT_KEYS if k not in result] if isinstance(result, dict) else list(RESULT_KEYS)
+    if missing:
+        raise MangoError(f"{res_path} is not a MANGO result file: keys {missing} are missing")
+    if len(result["best_latent"]) != len(zcols) or result["n_queries"] != len(history):
+        raise MangoError(f"{res_path} does not fit {hist_path}: {len(result['best_latent'])} latent values and "
+                         f"{result['n_queries']} queries, the history has {len(zcols)} and {len(history)}")
+    return Run(path, cfg, history, result)
+
+
+def load_runs(folder: str | Path) -> list[Run]:
+    """Every run folder under ``folder`` (itself included), recursively, sorted by path.
+
+    Why strict: an analysis over a study silently missing a broken run would draw wrong medians, so a
+    folder with any of ``config.json`` / ``history.csv`` / ``result.json`` must hold a whole finished run.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise MangoError(f"folder not found: {folder}")
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        if any(f in files for f in RUN_FILES):
+            found.append(read_run(root))
+            dirs.clear()  # a run folder holds no runs
+    if not found:
+        raise MangoError(f"no runs in {folder}: no folder under it holds config.json and history.csv")
+    return found
+
+
+def as_runs(runs: str | Path | Iterable[Run]) -> list[Run]:
+    """A folder (read with :func:`load_runs`) or runs already loaded."""
+    if isinstance(runs, (str, Path)):
+        return load_runs(runs)
+    runs = list(runs)
+    if not runs:
+        raise MangoError("no runs given")
+    return runs
+
+
+def group(runs: Iterable[Run], key) -> dict[str, list[Run]]:
+    """Runs grouped by ``key(run)``, groups in order of first appearance, each sorted by (method, seed)."""
+    out: dict[str, list[Run]] = {}
+    for r in runs:
+        out.setdefault(key(r), []).append(r)
+    return {k: sorted(v, key=lambda r: (r.method, r.seed, str(r.path))) for k, v in out.items()}
+
+
+def natural_key(text: str) -> list:
+    """``lif2`` before ``lif10``; used to order layers (class outputs last)."""
+    return [text == "class"] + [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
+
+
+def ordered_layers(runs: Iterable[Run], layers: list[str] | None = None) -> list[str]:
+    """Layers present in ``runs``: ``layers`` if given (that order, that subset), else natural order."""
+    present = {r.layer for r in runs}
+    if layers:
+        return [layer for layer in layers if layer in present]
+    return sorted(present, key=natural_key)
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of a label."""
+    return re.sub(r"[^\w.-]+", "_", text).strip("_")
+
+
+@dataclass
+class Generators:
+    """The generators named in run configs, built once per analysis (``given`` objects take precedence:
+    runs made with a generator object record its name, which the registry may not know)."""
+
+    given: Mapping[str, Generator] = field(default_factory=dict)
+    _built: dict = field(default_factory=dict)
+
+    def get(self, cfg: RunConfig) -> Generator:
+        if cfg.generator in self.given:
+            return self.given[cfg.generator]
+        key = (cfg.generator, cfg.generator_weights)
+        if key not in self._built:
+            self._built[key] = GENERATORS.create(cfg.generator, *([cfg.generator_weights] if cfg.generator_weights
+                                                                  else []))
+        return self._built[key]
+
+    def decode(self, run: Run) -> torch.Tensor:
+        """The run's MEI as the generator makes it (``[C, H, W]``, in the generator's image space)."""
+        return self.get(run.config).decode(run.best_latent[None])[0]
+
+    def pixels(self, run: Run) -> torch.Tensor:
+        """The run's MEI as plain pixels in [0, 1] (``[C, H, W]``), for pictures."""
+        return self.get(run.config).pixels(run.best_latent[None])[0]
