@@ -202,3 +202,15 @@ def test_cli_commands_write_their_files(study, tmp_path, evolved, ckpts):
     assert "lif2:0" in res.output and (ckpts / "evolution" / "evolution_grid.png").is_file()
     res = runner.invoke(app, ["analyze", "report", str(copy)])
     assert res.exit_code == 0 and (copy / "report.html").is_file()
+
+
+def test_silent_checkpoints_do_not_count_as_class_changes():
+    import pandas as pd
+
+    from mango.analysis.evolution import _flag_changes
+
+    table = pd.DataFrame({"neuron_order": [0] * 4, "epoch": [1, 2, 3, 4], "preferred_class": [0, 8, 8, 2],
+                          "best_response": [0.0, 0.3, 0.0, 0.4]})
+    flagged = _flag_changes(table)
+    assert flagged["silent"].tolist() == [True, False, True, False]
+    assert flagged["changed"].tolist() == [False, False, False, True]  # 8 -> (silent) -> 2 is one change

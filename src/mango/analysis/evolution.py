@@ -92,10 +92,14 @@ def _mei_run(run_dir: Path, settings: dict, progress: bool) -> Run:
 
 
 def _flag_changes(table: pd.DataFrame) -> pd.DataFrame:
-    """``changed``: preferred class differs from the neuron's previous checkpoint; ``switched``: ever changed."""
+    """``changed``: preferred class differs from the neuron's previous responsive checkpoint; ``switched``:
+    ever changed. ``silent``: no candidate made the neuron respond (its "MEI" is an arbitrary image, so its
+    class says nothing and is not compared)."""
     table = table.sort_values(["neuron_order", "epoch"]).reset_index(drop=True)
-    prev = table.groupby("neuron_order")["preferred_class"].shift()
-    table["changed"] = prev.notna() & (prev != table["preferred_class"])
+    table["silent"] = ~(table["best_response"] > 0)
+    live = table["preferred_class"].where(~table["silent"])
+    prev = live.groupby(table["neuron_order"]).transform(lambda s: s.ffill().shift())
+    table["changed"] = ~table["silent"] & prev.notna() & (prev != live)
     table["switched"] = table.groupby("neuron_order")["changed"].transform("any")
     return table
 
@@ -111,8 +115,9 @@ def plot_grid(table: pd.DataFrame, images: torch.Tensor, neurons: list[str], pat
         for j in range(m):
             ax, row = axes[i][j], table[(table["neuron_order"] == i) & (table["epoch"] == epochs[j])].iloc[0]
             show_image(ax, images[i, j])
-            ax.set_xlabel(f"class {row.preferred_class}, H {row.entropy:.2f}\nr {row.best_response:.3f}", fontsize=7,
-                          color="tab:red" if row.changed else "black")
+            label = "silent" if row.silent else f"class {row.preferred_class}, H {row.entropy:.2f}"
+            ax.set_xlabel(f"{label}\nr {row.best_response:.3f}", fontsize=7,
+                          color="tab:red" if row.changed else "tab:gray" if row.silent else "black")
             if row.changed:
                 for spine in ax.spines.values():
                     spine.set(color="tab:red", linewidth=2.5)
@@ -123,7 +128,8 @@ def plot_grid(table: pd.DataFrame, images: torch.Tensor, neurons: list[str], pat
         switched = bool(table.loc[table["neuron_order"] == i, "switched"].any())
         axes[i][0].set_ylabel(neurons[i] + ("\n(class switched)" if switched else ""), fontsize=8,
                               color="tab:red" if switched else "black")
-    fig.suptitle(title + "\nred frame: preferred class changed since the previous checkpoint", fontsize=9)
+    fig.suptitle(title + "\nred frame: preferred class changed since the previous responsive checkpoint; "
+                 "silent: no response found", fontsize=9)
     return save(fig, path)
 
 
@@ -182,7 +188,7 @@ def evolution(ckpt_dir: str | Path, neurons: list[str] | str, generator: str | G
     order = {(r["neuron_order"], r["epoch"]): k for k, r in enumerate(rows)}
     pix = [gens.pixels(runs[order[(i, e)]]) for i in range(len(neurons)) for e in ckpts["epoch"]]
     images = torch.stack(pix).view(len(neurons), len(ckpts), *pix[0].shape)
-    first = ["neuron", "epoch", "heldout_accuracy", "preferred_class", "changed", "switched", "entropy", "p_max",
+    first = ["neuron", "epoch", "heldout_accuracy", "preferred_class", "silent", "changed", "switched", "entropy", "p_max",
              "best_response", "run"]
     table = table[first + [c for c in table.columns if c not in first]]
     result = EvolutionAnalysis({"evolution": table.drop(columns="neuron_order")}, images=images)
