@@ -36,20 +36,8 @@ from rich.table import Table
 
 import mango
 from mango.analysis import plot_convergence
+from mango.optimizers.base import parse_entry
 from mango.experiment.history import best_so_far
-
-
-def parse_entry(entry: str) -> tuple[str, dict]:
-    """``cma+grid=true+popsize=20`` -> ("cma", {"grid": True, "popsize": 20})."""
-    name, *pairs = entry.split("+")
-    options = {}
-    for pair in pairs:
-        key, _, value = pair.partition("=")
-        try:
-            options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key] = value
-    return name, options
 
 
 def random_reference(gen, tgt, n: int, seed: int = 12345, batch: int = 250) -> float:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import mango
 from mango import analysis
+from mango.optimizers.base import parse_entry
 from mango.training.targets import train_target
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,19 +46,6 @@ SUITES = {
 }
 
 
-def _entry(text: str) -> tuple[str, dict]:
-    """``ng-portfolio+space=grid`` -> ("ng-portfolio", {"space": "grid"}) (values parsed as JSON when possible)."""
-    name, *pairs = text.split("+")
-    options = {}
-    for pair in pairs:
-        k, _, v = pair.partition("=")
-        try:
-            options[k] = json.loads(v)
-        except json.JSONDecodeError:
-            options[k] = v
-    return name, options
-
-
 def study(a: argparse.Namespace, work: Path) -> Path:
     """One MEI search per generator, layer, unit, optimizer and seed (finished runs are reused, others resumed)."""
     root = work / "study"
@@ -66,7 +54,7 @@ def study(a: argparse.Namespace, work: Path) -> Path:
         for layer in a.layers.split(","):
             for unit in range(a.units):
                 for method in a.methods.split(","):
-                    opt, options = _entry(method)
+                    opt, options = parse_entry(method)
                     for seed in range(a.seeds):
                         out = root / gen / f"{layer}_{unit}" / f"{method.replace(':', '_')}-s{seed}"
                         if (out / "result.json").is_file() and json.loads((out / "result.json").read_text())[

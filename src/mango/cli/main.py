@@ -5,7 +5,6 @@ an interrupted run says how to resume it.
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
@@ -35,15 +34,14 @@ def user_errors() -> Iterator[None]:
 
 def _options(pairs: list[str]) -> dict:
     """``--opt k=v`` pairs; values parsed as JSON when possible (numbers, booleans)."""
+    from ..optimizers.base import parse_option_value
+
     result = {}
     for p in pairs:
         if "=" not in p:
             raise MangoError(f"malformed --opt {p!r}; expected KEY=VALUE, e.g. --opt lr=0.1")
         k, v = p.split("=", 1)
-        try:
-            result[k] = json.loads(v)
-        except json.JSONDecodeError:
-            result[k] = v
+        result[k] = parse_option_value(v)
     return result
 
 

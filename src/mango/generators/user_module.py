@@ -17,15 +17,13 @@ Weights (``--generator-weights``) load into Python modules.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import torch
 from torch import nn
 
 from ..checkpoints import load_state
 from ..errors import MangoError
 from ..imagespace import ImageSpace
-from ..targets.user_module import USER_PATH, SCRIPT_SUFFIXES, import_module_of, is_user_model
+from ..targets.user_module import SCRIPT_SUFFIXES, USER_PATH, import_module_of, is_user_model, load_torchscript
 from .base import GENERATORS, Generator, TorchGenerator
 from .space import LatentSpace
 
@@ -84,15 +82,11 @@ def load_python(name: str, weights: str | None = None) -> Generator:
 def load_script(path: str, weights: str | None = None) -> Generator:
     if weights:
         raise MangoError(f"TorchScript file {path} carries its own weights; do not pass weights {weights!r}")
-    if not Path(path).is_file():
-        raise MangoError(f"TorchScript file not found: {path}")
-    extra = {"mango.json": ""}
+    script, text = load_torchscript(path)
     try:
-        script = torch.jit.load(path, map_location="cpu", _extra_files=extra)
-        declared = json.loads(extra["mango.json"]) if extra["mango.json"] else None
-    except Exception as exc:  # not TorchScript, truncated, bad JSON
-        raise MangoError(f"cannot load generator {path}: {type(exc).__name__}: "
-                         f"{(str(exc).strip().splitlines() or [''])[0][:160]}") from None
+        declared = json.loads(text) if text else None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise MangoError(f"mango.json in {path} is not valid JSON: {exc}") from None
     if not isinstance(declared, dict) or "latent" not in declared or "image_shape" not in declared:
         raise MangoError(f"TorchScript generator {path} needs mango.json with latent {{dim, size, bounds}} and "
                          "image_shape (torch.jit.save(m, f, _extra_files={'mango.json': ...}))")

@@ -13,6 +13,7 @@ recorded one.
 """
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 
 import torch
@@ -46,3 +47,18 @@ class Optimizer(ABC):
 
 
 OPTIMIZERS: Registry[Optimizer] = Registry("optimizer")
+
+
+def parse_option_value(text: str) -> object:
+    """A ``KEY=VALUE`` value: JSON when it parses (numbers, booleans, lists), else the string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_entry(text: str) -> tuple[str, dict]:
+    """``cma+popsize=20+grid=true`` -> ``("cma", {"popsize": 20, "grid": True})``: an optimizer with
+    options in one token, as the benchmarks take them."""
+    name, *pairs = text.split("+")
+    return name, {k: parse_option_value(v) for k, _, v in (p.partition("=") for p in pairs)}

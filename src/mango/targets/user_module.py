@@ -148,10 +148,8 @@ class ScriptedModel(nn.Module):
         return self.output(self.script(x))
 
 
-def load_script(path: str, weights: str | None = None) -> ScriptedModel:
-    """A TorchScript archive with its ``mango.json`` input declaration."""
-    if weights and weights != "none":
-        raise MangoError(f"TorchScript file {path} carries its own weights; do not pass weights {weights!r}")
+def load_torchscript(path: str | Path) -> tuple[torch.jit.ScriptModule, str]:
+    """A TorchScript archive and the text of its ``mango.json`` ("" when absent); one-line errors."""
     if not Path(path).is_file():
         raise MangoError(f"TorchScript file not found: {path}")
     extra = {"mango.json": ""}
@@ -161,6 +159,14 @@ def load_script(path: str, weights: str | None = None) -> ScriptedModel:
         first = (str(exc).strip().splitlines() or [""])[0][:160]
         raise MangoError(f"cannot load {path} as TorchScript (torch.jit.save): {type(exc).__name__}: {first}") from None
     text = extra["mango.json"]
+    return script, text.decode() if isinstance(text, bytes) else text
+
+
+def load_script(path: str, weights: str | None = None) -> ScriptedModel:
+    """A TorchScript archive with its ``mango.json`` input declaration."""
+    if weights and weights != "none":
+        raise MangoError(f"TorchScript file {path} carries its own weights; do not pass weights {weights!r}")
+    script, text = load_torchscript(path)
     if not text:
         raise MangoError(f"TorchScript file {path} does not declare its input: save it with torch.jit.save(m, f, "
                          f'_extra_files={{"mango.json": json.dumps({{"input_shape": [C, H, W], "mean": null, '
