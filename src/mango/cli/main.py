@@ -19,6 +19,14 @@ from ..errors import MangoError
 from ..experiment.config import RunConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="MANGO: most exciting inputs of neurons.")
+
+
+@app.callback()
+def _process_settings() -> None:
+    """MANGO: most exciting inputs of neurons."""
+    from ..perf import tune_allocator
+
+    tune_allocator()  # measured, see mango.perf; the CLI owns its process, a library user chooses
 out = Console()
 err = Console(stderr=True)
 

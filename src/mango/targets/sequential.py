@@ -42,6 +42,14 @@ class SpikingSequential(nn.Module):
     chunk_images: int = 32
     #: a target measures large batches in sub-batches of this many images (see TorchTarget)
     micro_batch: int = 16
+    #: inputs in channels_last memory format (call ``use_channels_last()``): measured on one CPU
+    #: thread, cifar-snn +20-30 % (spiking1 unit 148 -> 185 img/s, class 63 -> 79), mnist-snn +5 %
+    channels_last: bool = False
+
+    def use_channels_last(self) -> SpikingSequential:
+        """Convs and their inputs in channels_last (same spikes, tested); returns ``self``."""
+        self.channels_last = True
+        return self.to(memory_format=torch.channels_last)
 
     def __init__(self, num_steps: int, input_space: ImageSpace, mean=None, std=None) -> None:
         super().__init__()
@@ -106,6 +114,8 @@ class SpikingSequential(nn.Module):
         x = self._encode(x, steps, noise, rng) if per_step_input else x
         if self.in_mean is not None:
             x = (x - self.in_mean) / self.in_std
+        if self.channels_last and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
         for name in self.order[:first]:
             x = self._layer(name, x, sliced)
         if per_step_input:

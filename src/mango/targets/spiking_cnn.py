@@ -82,7 +82,7 @@ def mnist_snn(weights: str | None = None) -> SpikingCNN:
     """Embedded snnTorch spiking CNN for 28x28 digits (LIF beta 0.9, T=20 steps)."""
     path = weights or WEIGHTS_DIR / "mnist_spiking_cnn.safetensors"
     card = read_card(path)
-    return load_weights(SpikingCNN(**card["architecture"]), path).eval()
+    return load_weights(SpikingCNN(**card["architecture"]), path).eval().use_channels_last()
 
 
 @MODELS.register("cifar-snn")
@@ -90,4 +90,4 @@ def cifar_snn(weights: str | None = None) -> MangoCifarSNN:
     """MANGO release snnTorch CNN for CIFAR-10 (normalized input, T=20 steps; loads snn_cifar10.pt unchanged)."""
     path = weights or release_file("snn_cifar10.pt")
     net = MangoCifarSNN()
-    return load_state(net, path).eval()
+    return load_state(net, path).eval().use_channels_last()
