@@ -118,6 +118,17 @@ def test_selectivity_table_is_deterministic_and_normalized(study):
     assert set(a["layer"]) == {"lif1", "lif2"} and len(a) == 6
 
 
+def test_selectivity_can_read_the_classifier_over_more_steps(study):
+    """Class logits are spike counts: more steps, larger counts, a sharper softmax (lower entropy)."""
+    from mango.analysis.selectivity import Classifiers
+
+    runs = analysis.load_runs(study)
+    assert Classifiers(None, 60).get(runs[0]).model.num_steps == 60
+    short = analysis.selectivity(runs, noise="none").table["entropy"]
+    long = analysis.selectivity(runs, noise="none", steps=60).table["entropy"]
+    assert long.mean() < short.mean()
+
+
 def test_evolution_grid_is_neurons_by_epochs_and_flags_the_class_switch(evolved, ckpts):
     assert evolved.images.shape[:2] == (2, 3)
     t = evolved.table

@@ -82,16 +82,17 @@ def class_probabilities(model: nn.Module, images: torch.Tensor, repeats: int = 1
 class Classifiers:
     """The classifier of each run (its model and weights at the class outputs), built once per analysis."""
 
-    def __init__(self, given: Mapping[str, nn.Module] | None = None) -> None:
-        self.given, self._built = dict(given or {}), {}
+    def __init__(self, given: Mapping[str, nn.Module] | None = None, steps: int | None = None) -> None:
+        self.given, self.steps, self._built = dict(given or {}), steps, {}
 
     def get(self, run: Run) -> TorchTarget:
         c = run.config
-        key = (c.model, c.model_weights, c.steps)
+        steps = self.steps or c.steps  # the classifier may read out over more steps than the search did
+        key = (c.model, c.model_weights, steps)
         if key not in self._built:
             model = self.given.get(c.model, c.model)  # a module object: as given (its own weights)
             self._built[key] = make_target(model, "class:0", c.model_weights if isinstance(model, str) else None,
-                                           steps=c.steps)
+                                           steps=steps)
         return self._built[key]
 
 
@@ -135,15 +136,17 @@ def plot_selectivity(table: pd.DataFrame, path: Path, layers: list[str], title: 
 def selectivity(runs: str | Path | Iterable[Run], repeats: int = 100, noise: str | None = "poisson", seed: int = 0,
                 out: str | Path | None = None, layers: list[str] | None = None,
                 generators: Mapping[str, Generator] | None = None,
-                models: Mapping[str, nn.Module] | None = None) -> Analysis:
+                models: Mapping[str, nn.Module] | None = None, steps: int | None = None) -> Analysis:
     """Selectivity of every run's MEI (see the module docstring); with ``out``: ``selectivity.csv`` and
     ``selectivity.png`` (per-layer histograms of the normalized entropy; ``layers`` sets their order).
-    ``generators`` / ``models`` map names recorded in configs to objects the registries do not know."""
+    ``generators`` / ``models`` map names recorded in configs to objects the registries do not know; ``steps``
+    sets the classifier's time steps (default: the run's), e.g. 100 for a sharper spike-count readout."""
     runs = as_runs(runs)
-    table = selectivity_table(runs, repeats, noise, seed, Generators(generators or {}), Classifiers(models))
+    table = selectivity_table(runs, repeats, noise, seed, Generators(generators or {}), Classifiers(models, steps))
     result = Analysis({"selectivity": table})
     if out is not None:
         title = f"selectivity of MEIs: {repeats if Noise.parse(noise) else 1} presentations, noise {noise or 'none'}"
+        title += f", T={steps}" if steps else ""
         result.figures.append(plot_selectivity(table, Path(out) / "selectivity.png", ordered_layers(runs, layers),
                                                title))
         result.write_tables(Path(out), "selectivity")

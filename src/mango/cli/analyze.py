@@ -50,6 +50,7 @@ def selectivity(
     noise: str = typer.Option("poisson", help="spike variability: poisson, membrane:SD, input:SD (comma-separated), "
                               "or none"),
     seed: int = typer.Option(0, help="seed of the noise"),
+    steps: Optional[int] = typer.Option(None, help="time steps of a spiking classifier (default: the run's)"),
     layers: Optional[str] = LAYERS,
     out_dir: Optional[Path] = OUT,
 ) -> None:
@@ -57,7 +58,8 @@ def selectivity(
     from ..analysis import selectivity as run_analysis
 
     with user_errors():
-        _written(run_analysis(runs_dir, repeats, noise, seed, out_dir or runs_dir / "analysis", _layers(layers)))
+        _written(run_analysis(runs_dir, repeats, noise, seed, out_dir or runs_dir / "analysis", _layers(layers),
+                              steps=steps))
 
 
 @app.command()
