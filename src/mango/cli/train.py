@@ -27,26 +27,36 @@ def _resumable(out_dir: Path) -> Iterator[None]:
         raise typer.Exit(130) from None
 
 
+
+# options shared by `train gen` and `train target`
+BATCH = typer.Option(64, help="images per batch")
+RESUME = typer.Option(False, help="continue the checkpoint in --out (same settings)")
+LIMIT = typer.Option(None, help="train on a seeded random subset of this many images")
+ROOT = typer.Option(None, help="dataset folder (default: $MANGO_DATA_DIR)")
+DOWNLOAD = typer.Option(False, help="download the dataset if missing (torchvision datasets)")
+DEVICE = typer.Option("cpu", help="torch device, e.g. cuda")
+QUIET = typer.Option(False, help="no progress bar")
+
 @app.command()
 def gen(
     arch: str = typer.Option(..., help="sngan28, sngan32, sngan32-lite or vqvae"),
     dataset: str = typer.Option(..., help="digits, mnist, fashion-mnist, cifar10 or imagenet"),
     steps: int = typer.Option(..., help="generator updates in total (a resume may raise it)"),
     out_dir: Path = typer.Option(..., "--out", help="output folder: weights, card, checkpoint, samples, metrics"),
-    batch: int = typer.Option(64, help="images per batch"),
+    batch: int = BATCH,
     lr: Optional[float] = typer.Option(None, help="Adam learning rate (default: 2e-4 GAN, 1e-3 VQ-VAE)"),
     checkpoint_every: int = typer.Option(500, help="steps between resumable checkpoints"),
     sample_every: int = typer.Option(500, help="steps between sample grids (PNG)"),
     seed: int = typer.Option(0, help="seed of initialization, data order and latents"),
-    resume: bool = typer.Option(False, help="continue the checkpoint in --out (same settings)"),
+    resume: bool = RESUME,
     resize: bool = typer.Option(False, help="pad/resize images and repeat channels to fit the arch"),
     opt: list[str] = typer.Option([], "--opt", help="architecture option KEY=VALUE (width, d_width, dim, n_dis; "
                                   "VQ-VAE keywords), repeatable"),
-    limit: Optional[int] = typer.Option(None, help="train on a seeded random subset of this many images"),
-    root: Optional[Path] = typer.Option(None, help="dataset folder (default: $MANGO_DATA_DIR)"),
-    download: bool = typer.Option(False, help="download the dataset if missing (torchvision datasets)"),
-    device: str = typer.Option("cpu", help="torch device, e.g. cuda"),
-    quiet: bool = typer.Option(False, help="no progress bar"),
+    limit: Optional[int] = LIMIT,
+    root: Optional[Path] = ROOT,
+    download: bool = DOWNLOAD,
+    device: str = DEVICE,
+    quiet: bool = QUIET,
 ) -> None:
     """Train a generator; writes generator.safetensors + its JSON card into --out."""
     from ..training.gan import train_generator
@@ -68,18 +78,18 @@ def target(
     dataset: str = typer.Option(..., help="digits, mnist, fashion-mnist, cifar10 or imagenet"),
     epochs: int = typer.Option(..., help="epochs in total (a resume may raise it)"),
     out_dir: Path = typer.Option(..., "--out", help="output folder: epoch_NNN.safetensors, metrics.csv, checkpoint"),
-    batch: int = typer.Option(64, help="images per batch"),
+    batch: int = BATCH,
     lr: Optional[float] = typer.Option(None, help="Adam learning rate, cosine-annealed (default: per arch)"),
     seed: int = typer.Option(0, help="seed of data order and dropout (and snnTorch initialization)"),
     steps: Optional[int] = typer.Option(None, help="time steps of a spiking network (default: its own)"),
-    resume: bool = typer.Option(False, help="continue the checkpoint in --out (same settings)"),
+    resume: bool = RESUME,
     resize: bool = typer.Option(False, help="pad/resize images and repeat channels to fit the network"),
-    limit: Optional[int] = typer.Option(None, help="train on a seeded random subset of this many images"),
+    limit: Optional[int] = LIMIT,
     eval_limit: Optional[int] = typer.Option(None, help="held-out images measured per epoch (default: all)"),
-    root: Optional[Path] = typer.Option(None, help="dataset folder (default: $MANGO_DATA_DIR)"),
-    download: bool = typer.Option(False, help="download the dataset if missing (torchvision datasets)"),
-    device: str = typer.Option("cpu", help="torch device, e.g. cuda"),
-    quiet: bool = typer.Option(False, help="no progress bar"),
+    root: Optional[Path] = ROOT,
+    download: bool = DOWNLOAD,
+    device: str = DEVICE,
+    quiet: bool = QUIET,
 ) -> None:
     """Train a target network; one checkpoint per epoch and its held-out accuracy in metrics.csv."""
     from ..training.targets import train_target
