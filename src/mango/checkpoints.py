@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from .errors import MangoError
+from .errors import MangoError, first_line
 
 
 def save_weights(module: torch.nn.Module, path: str | Path, card: dict) -> None:
@@ -36,7 +36,7 @@ def load_weights(module: torch.nn.Module, path: str | Path) -> torch.nn.Module:
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
+        first = first_line(exc)
         raise MangoError(f"weights file {path} does not fit {type(module).__name__}: {first}") from None
     return module
 

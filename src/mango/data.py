@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .errors import MangoError, unknown
+from .errors import MangoError, first_line, unknown
 from .imagespace import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD, ImageSpace
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
@@ -121,5 +121,5 @@ def load_dataset(name: str, split: str, root: str | Path | None = None, download
         if not download:
             raise MangoError(f"dataset {name!r} ({split}) is not under {root} (or is incomplete); pass download=True "
                              "(or --download) on a machine with internet, or point root at a copy") from None
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         raise MangoError(f"could not download dataset {name!r} to {root}: {first}") from None

@@ -18,3 +18,8 @@ def unknown(kind: str, value: object, allowed: Iterable[object]) -> MangoError:
     """Build the standard 'unknown X' error listing what is allowed."""
     names = ", ".join(str(a) for a in allowed)
     return MangoError(f"unknown {kind} {value!r}; allowed: {names}")
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when empty), for one-line errors."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

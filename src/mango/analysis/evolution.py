@@ -18,14 +18,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..errors import MangoError, unknown
+from ..errors import MangoError, first_line, unknown
 from ..experiment import run as mango_run
 from ..experiment.config import RunConfig
 from ..generators import Generator
 from ..targets.spec import TargetSpec
 from .plots import Analysis, pyplot, save, show_image
 from .selectivity import Classifiers, selectivity_table
-from .study import Generators, Run, first_line, read_run, slug
+from .study import Generators, Run, read_run, slug
 
 _EPOCH = re.compile(r"^epoch_(\d+)\.safetensors$")
 

@@ -6,7 +6,6 @@ before any figure is drawn. A run is a folder holding ``config.json`` and ``hist
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -20,9 +19,9 @@ import torch
 
 from ..errors import MangoError
 from ..experiment.config import RunConfig
-from ..experiment.history import best_so_far, latent_columns, read_history
-from ..experiment.result import RESULT_KEYS
-from ..generators import GENERATORS, Generator
+from ..experiment.history import best_so_far
+from ..experiment.result import load_run
+from ..generators import Generator, make_generator
 from ..targets.spec import TargetSpec
 
 RUN_FILES = ("config.json", "history.csv", "result.json")
@@ -79,50 +78,11 @@ class Run:
         return f"{self.method} s{self.seed}"
 
 
-def first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return (text.splitlines() or [type(exc).__name__])[0]
-
-
 def read_run(path: str | Path) -> Run:
-    """One run folder, checked file by file; any problem is a one-line :class:`MangoError` naming the file."""
-    path = Path(path)
-    for name in RUN_FILES[:2]:
-        if not (path / name).is_file():
-            raise MangoError(f"broken run folder {path}: {name} is missing")
-    cfg = RunConfig.load(path / "config.json")
-    hist_path = path / "history.csv"
-    try:
-        history = read_history(hist_path)
-    except Exception as exc:  # pandas raises several types (EmptyDataError, ParserError, UnicodeDecodeError)
-        raise MangoError(f"cannot read {hist_path}: {first_line(exc)}") from None
-    missing = [c for c in ("query", "response", "value", "z0") if c not in history.columns]
-    if missing:
-        raise MangoError(f"{hist_path} is not a MANGO history: columns {missing} are missing")
-    if history.empty:
-        raise MangoError(f"{hist_path} holds no queries")
-    zcols = latent_columns(sum(1 for c in history.columns if re.fullmatch(r"z\d+", c)))
-    bad = [c for c in ["query", "response", *zcols] if not pd.api.types.is_numeric_dtype(history[c])]
-    if bad:
-        raise MangoError(f"{hist_path} is corrupt: non-numeric values in column {bad[0]!r}")
-    torn = history[zcols].isna().any(axis=1).to_numpy() | (history["query"].to_numpy() != np.arange(len(history)))
-    if torn.any():
-        raise MangoError(f"{hist_path} is corrupt: data row {int(np.argmax(torn)) + 1} is incomplete or out of order")
-    res_path = path / "result.json"
-    if not res_path.is_file():
-        raise MangoError(f"{path} holds no result.json: the run did not finish (continue it with "
-                         f"mango run --resume --out {path})")
-    try:
-        result = json.loads(res_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise MangoError(f"cannot read {res_path}: {first_line(exc)}") from None
-    missing = [k for k in RESULT_KEYS if k not in result] if isinstance(result, dict) else list(RESULT_KEYS)
-    if missing:
-        raise MangoError(f"{res_path} is not a MANGO result file: keys {missing} are missing")
-    if len(result["best_latent"]) != len(zcols) or result["n_queries"] != len(history):
-        raise MangoError(f"{res_path} does not fit {hist_path}: {len(result['best_latent'])} latent values and "
-                         f"{result['n_queries']} queries, the history has {len(zcols)} and {len(history)}")
-    return Run(path, cfg, history, result)
+    """One run folder, checked file by file (:func:`mango.load_run`); problems are one-line MangoErrors."""
+    raw = load_run(path)
+    history, cfg = raw.pop("history"), RunConfig(**raw.pop("config"))
+    return Run(Path(path), cfg, history, raw)
 
 
 def load_runs(folder: str | Path) -> list[Run]:
@@ -194,8 +154,7 @@ class Generators:
             return self.given[cfg.generator]
         key = (cfg.generator, cfg.generator_weights)
         if key not in self._built:
-            self._built[key] = GENERATORS.create(cfg.generator, *([cfg.generator_weights] if cfg.generator_weights
-                                                                  else []))
+            self._built[key] = make_generator(cfg.generator, cfg.generator_weights)
         return self._built[key]
 
     def decode(self, run: Run) -> torch.Tensor:

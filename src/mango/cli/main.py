@@ -108,12 +108,11 @@ def layers(model: str = typer.Argument("mnist-snn", help="a registered target ne
            weights: Optional[str] = typer.Option(None, help="weights file for MODEL (\"none\": untrained, where allowed)"),
            ) -> None:
     """List the addressable layers of MODEL: unit count, output shape, spiking or not."""
-    from ..targets import MODELS
+    from ..targets import make_model
     from ..targets.layers import probe_layers
 
     with user_errors():
-        factory = MODELS.get(model)
-        net = factory(weights) if weights else factory()
+        net = make_model(model, weights)
         space = getattr(net, "input_space", None)
         t = Table(title=f"layers of {model}")
         for col in ("layer", "type", "units", "output shape", "spiking", "calls/forward"):

@@ -21,7 +21,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..errors import MangoError
-from ..generators import GENERATORS, Generator
+from ..generators import Generator, make_generator
 from ..imagespace import adapter
 from ..optimizers import OPTIMIZERS, Optimizer
 from ..targets import Target, make_target
@@ -35,7 +35,7 @@ from .result import RunResult, best_of
 def build_components(cfg: RunConfig, generator: Generator | None = None,
                      target: Target | None = None) -> tuple[Generator, Target, Optimizer]:
     """Generator, target and optimizer for ``cfg``; objects given directly take precedence."""
-    gen = generator or GENERATORS.create(cfg.generator, *([cfg.generator_weights] if cfg.generator_weights else []))
+    gen = generator or make_generator(cfg.generator, cfg.generator_weights)
     tgt = target or make_target(cfg.model, cfg.target, cfg.model_weights, cfg.readout, cfg.noise, cfg.steps)
     convert = adapter(gen.image_space, tgt.input_space, f"generator {gen.name!r}", f"target {tgt.name!r}")
     if convert is not None:

@@ -6,4 +6,12 @@ from . import vqvae  # noqa: F401  (registers "cifar-vqvae")
 from . import sngan32  # noqa: F401  (registers "cifar-sngan", "cifar-sngan-lite")
 from . import user_module  # noqa: F401  (your own: "pkg.mod:factory", "file.py:factory", "gen.pt")
 
-__all__ = ["GENERATORS", "Generator", "LatentSpace", "TorchGenerator"]
+
+
+def make_generator(name: str, weights: str | None = None) -> Generator:
+    """A registered (or user) generator by name, with its default weights unless ``weights`` is given."""
+    factory = GENERATORS.get(name)
+    return factory(weights) if weights else factory()
+
+
+__all__ = ["GENERATORS", "Generator", "LatentSpace", "TorchGenerator", "make_generator"]

@@ -16,6 +16,12 @@ from . import user_module  # noqa: F401  (your own network: "pkg.module:factory"
 from . import spiking_resnet  # noqa: F401  (registers "cifar-spiking-resnet18")
 
 
+def make_model(name: str, weights: str | None = None) -> nn.Module:
+    """A registered (or user) network by name, with its default weights unless ``weights`` is given."""
+    factory = MODELS.get(name)
+    return factory(weights) if weights else factory()
+
+
 def make_target(model: str | nn.Module, spec: str | TargetSpec, weights: str | None = None,
                 readout: str | None = None, noise: str | None = None, steps: int | None = None) -> TorchTarget:
     """A target from a registered model name (or a module) and a spec like ``lif2:5``.
@@ -25,8 +31,7 @@ def make_target(model: str | nn.Module, spec: str | TargetSpec, weights: str | N
     """
     name = model if isinstance(model, str) else type(model).__name__
     if isinstance(model, str):
-        factory = MODELS.get(model)
-        model = factory(weights) if weights else factory()
+        model = make_model(model, weights)
     if steps is not None:
         if not hasattr(model, "num_steps"):
             raise MangoError(f"steps={steps} given, but {name!r} is not a spiking network with time steps")
@@ -37,4 +42,4 @@ def make_target(model: str | nn.Module, spec: str | TargetSpec, weights: str | N
 
 
 __all__ = ["MODELS", "AdaptedTarget", "Noise", "Readout", "SpikingSequential", "Target", "TargetSpec",
-           "TorchTarget", "make_target"]
+           "TorchTarget", "make_model", "make_target"]

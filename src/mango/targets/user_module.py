@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from ..checkpoints import load_state
-from ..errors import MangoError
+from ..errors import MangoError, first_line
 from ..imagespace import ImageSpace
 from .base import MODELS
 
@@ -63,7 +63,7 @@ def space_from_json(data: object, where: str) -> ImageSpace:
     try:
         return ImageSpace(tuple(shape), data.get("mean"), data.get("std"), bool(data.get("resize", False)))
     except (TypeError, ValueError) as exc:
-        raise MangoError(f"{where}: {str(exc).splitlines()[0]}") from None
+        raise MangoError(f"{where}: {first_line(exc)}") from None
 
 
 def declare_input(model: nn.Module, name: str) -> nn.Module:
@@ -156,7 +156,7 @@ def load_torchscript(path: str | Path) -> tuple[torch.jit.ScriptModule, str]:
     try:
         script = torch.jit.load(path, map_location="cpu", _extra_files=extra)
     except Exception as exc:  # a plain torch.save pickle, a truncated archive
-        first = (str(exc).strip().splitlines() or [""])[0][:160]
+        first = first_line(exc)[:160]
         raise MangoError(f"cannot load {path} as TorchScript (torch.jit.save): {type(exc).__name__}: {first}") from None
     text = extra["mango.json"]
     return script, text.decode() if isinstance(text, bytes) else text

@@ -23,9 +23,9 @@ import torch
 from torchvision.utils import save_image
 
 from ..errors import MangoError
-from ..generators import GENERATORS, Generator
+from ..generators import Generator, make_generator
 from ..imagespace import ImageSpace, adapter
-from ..targets import MODELS
+from ..targets import make_model
 from .common import input_fitter, load_batch, positive, training_data
 from .targets import class_logits
 
@@ -41,8 +41,7 @@ def _decode(gen: Generator, z: torch.Tensor) -> torch.Tensor:
 
 def coverage(images: torch.Tensor, space: ImageSpace, classifier: str, weights: str | None = None) -> dict:
     """Class histogram, classes reached, histogram entropy and mean max-probability of ``classifier`` on images."""
-    factory = MODELS.get(classifier)
-    net = (factory(weights) if weights else factory()).eval()
+    net = make_model(classifier, weights).eval()
     net_space = getattr(net, "input_space", None) or ImageSpace(net.input_shape)
     convert = adapter(space, net_space, "generator", f"classifier {classifier!r}")
     with torch.no_grad():
@@ -94,7 +93,7 @@ def check_generator(name: str, weights: str | None = None, classifier: str | Non
     (default ``checks/NAME``) and returns the report.
     """
     positive("n", n)
-    gen = GENERATORS.create(name, weights) if weights else GENERATORS.create(name)
+    gen = make_generator(name, weights)
     out = Path(out_dir) if out_dir is not None else Path("checks") / name
     out.mkdir(parents=True, exist_ok=True)
     z = torch.randint(0, gen.space.size, (n, gen.space.dim), generator=torch.Generator().manual_seed(seed))
