@@ -1,9 +1,12 @@
-# Two commands: `make demo` (install + the default MEI run) and `make test`.
+# Two commands: `make demo` (install + the default MEI run) and `make test` (lint, types, tests).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# the reference PROTES (JAX) pins numpy < 2.0.2: it gets an environment of its own
+REF ?= .venv-reference
+REF_STAMP := $(REF)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo test test-reference lint install clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -13,13 +16,29 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[test]"
 	touch $(STAMP)
 
+$(REF_STAMP): pyproject.toml
+	python3 -m venv $(REF)
+	$(REF)/bin/python -m pip install -q --upgrade pip
+	$(REF)/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(REF)/bin/python -m pip install -q -e ".[test,reference]"
+	touch $(REF_STAMP)
+
 install: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/mango run --out runs/demo-$$(date +%Y%m%d-%H%M%S)
 
-test: $(STAMP)
-	$(VENV)/bin/pytest -q
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/mypy
+
+test: lint
+	$(VENV)/bin/pytest -q --ignore=tests/test_protes_reference.py
+	$(MAKE) test-reference
+
+# our torch PROTES against the reference package, in its own environment
+test-reference: $(REF_STAMP)
+	$(REF)/bin/pytest -q tests/test_protes_reference.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(REF) runs .pytest_cache .mypy_cache .ruff_cache

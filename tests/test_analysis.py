@@ -95,7 +95,7 @@ def test_compare_has_one_curve_per_optimizer_with_correct_medians(study, tmp_pat
     lif2 = conv[conv["neuron"] == "mnist-snn lif2:3"]
     assert sorted(lif2["method"].unique()) == ["random", "sepcma"]
     for method in ("random", "sepcma"):
-        curves = [np.maximum.accumulate(pd.read_csv(study / f"lif2_3-{method}-s{s}" / "history.csv")["response"])
+        curves = [np.maximum.accumulate(mango.read_history(study / f"lif2_3-{method}-s{s}")["response"])
                   for s in (0, 1)]
         got = lif2[lif2["method"] == method].sort_values("query")
         assert list(got["query"]) == list(range(1, 41))
@@ -158,9 +158,9 @@ def test_report_embeds_every_figure(study, tmp_path):
 
 
 @pytest.mark.parametrize("damage, needle", [
-    (lambda d: (d / "history.csv").unlink(), "history.csv is missing"),
-    (lambda d: (d / "history.csv").write_text("garbage\n\x00\x01"), "history.csv"),
-    (lambda d: (d / "history.csv").write_text(""), "history.csv"),
+    (lambda d: (d / "run.db").unlink(), "holds no measured queries"),
+    (lambda d: (d / "run.db").write_text("garbage\n\x00\x01"), "cannot read"),
+    (lambda d: (d / "run.db").write_text(""), "run.db"),
     (lambda d: (d / "config.json").write_text("{not json"), "config.json"),
     (lambda d: (d / "config.json").unlink(), "config.json is missing"),
     (lambda d: (d / "result.json").unlink(), "did not finish"),

@@ -7,6 +7,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+import mango
 from mango import MODELS, MangoError, make_target
 from mango.cli.main import app
 from mango.imagespace import IMAGENET_MEAN, IMAGENET_STD
@@ -259,3 +260,114 @@ def test_user_module_errors_are_one_line(user_file, tmp_path, kind):
 def test_unknown_model_still_lists_registered_names():
     with pytest.raises(MangoError, match="unknown model 'resnet999'; allowed: .*cifar-spiking-resnet18.*resnet18"):
         MODELS.get("resnet999")
+
+
+BAD_NETS = """
+    import torch
+    from torch import nn
+
+
+    class Base(nn.Module):
+        input_shape = (1, 8, 8)
+
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3)
+            self.fc = nn.Linear(4 * 6 * 6, 3)
+
+        def logits(self, x):
+            return self.fc(self.conv(x).flatten(1))
+
+
+    class Numpy(Base):
+        def forward(self, x):
+            return self.logits(x).numpy()
+
+
+    class Listed(Base):
+        def forward(self, x):
+            return [self.logits(x)]
+
+
+    class Flat(Base):
+        def forward(self, x):
+            return self.logits(x).flatten()
+
+
+    class Wide(Base):
+        def forward(self, x):
+            return self.logits(x)[:, :, None]
+
+
+    class Miscounted(Base):
+        '''Runs its conv on the first image only after the probe: a batch-dependent layer.'''
+        def forward(self, x):
+            if not getattr(self, "probed", False):
+                self.probed = True
+                return self.logits(x)
+            self.conv(x[:1])
+            return self.logits(x)
+
+
+    class WrongInput(Base):
+        input_shape = (3, 8, 8)
+
+        def forward(self, x):
+            return self.logits(x)
+"""
+
+
+@pytest.fixture()
+def bad_nets(tmp_path):
+    path = tmp_path / "bad_nets.py"
+    path.write_text(textwrap.dedent(BAD_NETS))
+    return path
+
+
+@pytest.mark.parametrize("cls, spec, needle", [
+    ("Numpy", "class:0", "returned a numpy.ndarray from forward; expected a torch.Tensor of class outputs "
+                         "[batch, classes]"),
+    ("Listed", "class:0", "returned a list from forward; expected a torch.Tensor of class outputs"),
+    ("Flat", "class:0", "returned class outputs of shape [3] for 1 images; expected a torch.Tensor of class outputs "
+                        "[batch, classes] = [1, N]"),
+    ("Wide", "class:0", "returned class outputs of shape [1, 3, 1] for 1 images"),
+    ("Miscounted", "conv:0", "gave an output of shape [1, 4, 6, 6] for 2 images; when probed it gave [4, 6, 6] "
+                             "per image"),
+    ("WrongInput", "conv:0", "fails on its declared input [batch, 3, 8, 8]: RuntimeError"),
+])
+def test_user_network_with_wrong_outputs_fails_with_one_line(bad_nets, cls, spec, needle):
+    with pytest.raises(MangoError) as exc:
+        make_target(f"{bad_nets}:{cls}", spec).responses(torch.rand(2, 1, 8, 8))
+    assert needle in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_hooked_layers_of_user_networks_need_no_class_outputs(bad_nets):
+    """A network whose forward returns something odd still has addressable layers (read by hooks)."""
+    x = torch.rand(2, 1, 8, 8)
+    for cls in ("Numpy", "Listed", "Flat"):
+        target = make_target(f"{bad_nets}:{cls}", "conv:1")
+        with torch.no_grad():
+            want = target.model.conv(x)[:, 1].mean((1, 2))
+        torch.testing.assert_close(target.responses(x)[:, 0], want)
+
+
+def test_torch_target_needs_a_declared_input():
+    with pytest.raises(MangoError, match="does not declare its input: pass input_shape"):
+        mango.TorchTarget(torch.nn.Conv2d(1, 2, 3), "class:0")
+    with pytest.raises(MangoError, match=r"three positive integers \(C, H, W\), got \(1, 8\)"):
+        mango.TorchTarget(torch.nn.Conv2d(1, 2, 3), "class:0", input_shape=(1, 8))
+
+
+def test_layers_of_torchvision_models_offline(monkeypatch):
+    """Offline, `mango layers vgg16` lists the untrained architecture (torchvision's layer names) and says so."""
+    import torchvision.models._api as api
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(api, "load_state_dict_from_url", offline)
+    res = CliRunner().invoke(app, ["layers", "alexnet"])
+    assert res.exit_code == 0, res.output
+    notes = [line for line in res.output.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "cannot download torchvision's ImageNet weights" in notes[0]
+    assert "features.10" in res.output and "classifier.6" in res.output

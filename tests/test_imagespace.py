@@ -38,6 +38,15 @@ def test_resize_only_when_the_network_declares_it():
 @pytest.mark.parametrize("kw, needle", [
     (dict(shape=(3, 8, 8), mean=(0.5,) * 3), "both mean and std"),
     (dict(shape=(3, 8, 8), mean=(0.5,) * 2, std=(0.2,) * 2), "has 2 values for 3 channels"),
+    (dict(shape=(8, 8)), r"shape must be three positive integers \(C, H, W\), got \(8, 8\)"),
+    (dict(shape=(3, 0, 8)), "shape must be three positive integers"),
+    (dict(shape=(3, 8.5, 8)), "shape must be three positive integers"),
+    (dict(shape="3x8x8"), "shape must be three positive integers"),
+    (dict(shape=(1, 8, 8), mean=(float("nan"),), std=(0.2,)), "mean must be a list of finite numbers"),
+    (dict(shape=(1, 8, 8), mean=(0.5,), std=(float("inf"),)), "std must be a list of finite numbers"),
+    (dict(shape=(1, 8, 8), mean=("0.5",), std=(0.2,)), "mean must be a list of finite numbers"),
+    (dict(shape=(1, 8, 8), mean=(0.5,), std=(0.0,)), "std must be > 0"),
+    (dict(shape=(1, 8, 8), resize="yes"), "resize must be true or false, got 'yes'"),
 ])
 def test_bad_declarations(kw, needle):
     with pytest.raises(MangoError, match=needle):

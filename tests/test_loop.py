@@ -30,16 +30,19 @@ def test_run_folder_contents(tmp_path, tiny_setup):
     res = mango.run(optimizer="random", budget=60, batch=20, generator=gen, target=TorchTarget(net, "lif1:0"),
                     out=tmp_path / "r", progress=False)
     files = {p.name for p in (tmp_path / "r").iterdir()}
-    assert {"config.json", "history.csv", "result.json", "mei.png", "top16.png", "convergence.png", "evolution.gif"} <= files
+    assert {"config.json", "run.db", "result.json", "mei.png", "top16.png", "convergence.png", "evolution.gif"} <= files
     summary = json.loads((tmp_path / "r" / "result.json").read_text())
     for key in ("best_response", "best_latent", "n_queries", "wall_time_s", "optimizer", "target", "seed"):
         assert key in summary
-    hist = pd.read_csv(tmp_path / "r" / "history.csv")
+    hist = mango.read_history(tmp_path / "r")
     assert len(hist) == 60 and hist["query"].tolist() == list(range(60))
     assert summary["best_response"] == pytest.approx(hist["response"].max())
-    assert np.genfromtxt(tmp_path / "r" / "history.csv", delimiter=",", skip_header=1).shape == (60, 9 + 8)
+    pd.testing.assert_frame_equal(hist, res.history)
     loaded = mango.load_run(tmp_path / "r")
-    assert loaded["best_latent"] == res.best_latent.tolist()
+    assert loaded.best_latent.tolist() == res.best_latent.tolist() and loaded.n_queries == 60
+    # each plug-in's effective settings are recorded, so a changed preset cannot silently change a run's meaning
+    assert summary["settings"]["optimizer"]["class"] == "RandomSearch"
+    assert summary["settings"]["generator"]["space"]["dim"] == 8 and summary["config"]["batch"] == 20
 
 
 class Interrupting(Target):
@@ -60,16 +63,14 @@ class Interrupting(Target):
         self.inner.reseed(key)
 
 
-@pytest.mark.parametrize("optimizer", ["random", "tt-s", "protes", "ga", "ttopt"])
+@pytest.mark.parametrize("optimizer", ["random", "tt-s", "ga", "ttopt", "sepcma"])
 def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, tiny_setup, optimizer):
     gen, net = tiny_setup
     kwargs = dict(optimizer=optimizer, budget=120, batch=10, seed=3, generator=gen, progress=False)
     full = mango.run(target=TorchTarget(net, "lif2:1"), out=tmp_path / "full", **kwargs)
     with pytest.raises(KeyboardInterrupt, match=r"after 50 of 120 queries.*continue with: mango run --resume --out"):
         mango.run(target=Interrupting(TorchTarget(net, "lif2:1"), after=5), out=tmp_path / "cut", **kwargs)
-    assert len(pd.read_csv(tmp_path / "cut" / "history.csv")) == 50  # every measured batch was kept
-    with open(tmp_path / "cut" / "history.csv", "a") as f:  # a torn half-written line from the crash
-        f.write("50,5,10,0.1,0.0,0.1,1.0,0.1,0.01,3,4")
+    assert len(mango.read_history(tmp_path / "cut")) == 50  # every measured batch was kept
     resumed = mango.run(target=TorchTarget(net, "lif2:1"), out=tmp_path / "cut", resume=True, **kwargs)
     cols = ["query", "batch", "response", *latent_columns(gen.space.dim)]
     pd.testing.assert_frame_equal(resumed.history[cols], full.history[cols])
@@ -140,7 +141,7 @@ def test_all_nan_responses_fail_clearly_but_keep_history(tmp_path, tiny_setup):
     with pytest.raises(MangoError, match="no finite response"):
         mango.run(optimizer="random", budget=20, batch=10, generator=gen, target=Dead(), out=tmp_path / "d",
                   progress=False)
-    assert len(pd.read_csv(tmp_path / "d" / "history.csv")) == 20
+    assert len(mango.read_history(tmp_path / "d")) == 20
 
 
 @pytest.mark.parametrize("kwargs, needle", [
@@ -153,8 +154,10 @@ def test_all_nan_responses_fail_clearly_but_keep_history(tmp_path, tiny_setup):
     (dict(model="nope"), "unknown model 'nope'"),
     (dict(target="lif2:99"), "unit 99 out of range"),
     (dict(target="lif2"), "malformed target spec 'lif2'"),
-    (dict(optimizer_options={"bogus": 1}), "bad options {'bogus': 1} for optimizer"),
-    (dict(optimizer="cma", optimizer_options={"popsize": "abc"}), "bad options {'popsize': 'abc'} for optimizer 'cma'"),
+    (dict(optimizer_options={"bogus": 1}), "unknown option 'bogus' for optimizer 'sepcma'; allowed: "),
+    (dict(optimizer="cma", optimizer_options={"popsize": "abc"}), "bad option popsize='abc' for optimizer 'cma'"),
+    (dict(seed=1.5), "seed must be an integer, got 1.5"),
+    (dict(optimizer_options={"grid": "maybe"}), "bad option grid='maybe' for optimizer 'sepcma': expected true or false"),
 ])
 def test_bad_run_arguments_fail_with_one_line(tmp_path, kwargs, needle):
     with pytest.raises(MangoError) as exc:

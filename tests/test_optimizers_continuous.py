@@ -1,4 +1,12 @@
-"""Continuous-box optimizers (cmaes, (1+1)-ES, Nevergrad): candidates, determinism, progress, resume."""
+"""Continuous-box optimizers (cmaes, (1+1)-ES, Nevergrad): grid mode, the box, progress, resume, Nevergrad's threads.
+
+Shapes, dtypes, determinism, failed values and bad calls are checked for every optimizer in
+test_optimizer_conformance.py.
+"""
+import subprocess
+import sys
+import threading
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,7 +17,6 @@ from mango import OPTIMIZERS, LatentSpace, MangoError, Target, TorchTarget
 from mango.experiment.history import latent_columns
 from mango.optimizers.continuous import Box, Losses
 
-NAMES = ["ng-portfolio", "ng-oneplusone", "ng-noisybandit", "ng-spsa", "ng-cma", "ng:DE", "cma", "sepcma", "oneplusone"]
 BOUNDED, CATEGORICAL = LatentSpace(5, 16, (-4.0, 4.0)), LatentSpace(5, 16)
 
 
@@ -24,20 +31,6 @@ def _rounds(name, latent, seed, rounds=3, k=6, **kwargs):
         values[0] = -torch.inf
         opt.tell(z, values)
     return torch.cat(asked)
-
-
-@pytest.mark.parametrize("space", [BOUNDED, CATEGORICAL], ids=["bounded", "categorical"])
-@pytest.mark.parametrize("name", NAMES)
-def test_candidates_are_valid_and_reproducible(name, space):
-    z = _rounds(name, space, seed=0)
-    assert z.shape == (18, space.dim)
-    if space.bounds is None:  # categorical: codes
-        assert z.dtype == torch.int64 and int(z.min()) >= 0 and int(z.max()) < space.size
-    else:  # bounded: floats in the box
-        assert z.dtype == torch.float64 and float(z.min()) >= -4.0 and float(z.max()) <= 4.0
-    space.check(z)
-    assert torch.equal(z, _rounds(name, space, seed=0))
-    assert not torch.equal(z, _rounds(name, space, seed=1))
 
 
 @pytest.mark.parametrize("name, kwargs", [("cma", {"grid": True}), ("oneplusone", {"grid": True}),
@@ -90,8 +83,15 @@ def test_prefix_family_in_registry(tmp_path, tiny_setup):
         mango.run(optimizer="ng:NoSuchOptimizer", budget=10, generator=gen, target=TorchTarget(net, "lif1:0"),
                   out=tmp_path / "x", progress=False)
     assert "unknown Nevergrad optimizer 'NoSuchOptimizer'" in str(exc.value) and "\n" not in str(exc.value)
-    with pytest.raises(MangoError, match="must be 'box' or 'grid'"):
+    with pytest.raises(MangoError, match="bad option space='cube' for optimizer 'ng-cma': expected one of 'box'"):
         OPTIMIZERS.create("ng-cma", BOUNDED, space="cube")
+    with pytest.raises(MangoError, match="bad option grid='maybe' for optimizer 'cma': expected true or false$"):
+        OPTIMIZERS.create("cma", BOUNDED, grid="maybe")
+    with pytest.raises(MangoError, match="bad option budget=1.5 for optimizer 'ng:DE': expected an integer or null$"):
+        OPTIMIZERS.create("ng:DE", BOUNDED, budget=1.5)
+    with pytest.raises(MangoError, match="unknown option 'separable' for optimizer 'sepcma'; allowed: grid, penalty"):
+        OPTIMIZERS.create("sepcma", BOUNDED, separable=False)  # fixed by the preset
+    assert OPTIMIZERS.create("cma", BOUNDED, popsize=12.0, sigma=1).hyperparameters()["popsize"] == 12
 
 
 class Interrupting(Target):
@@ -113,7 +113,7 @@ def test_float_latents_are_recorded_and_resume_is_exact(tmp_path, tiny_setup, op
     gen, net = tiny_setup
     kwargs = dict(optimizer=optimizer, budget=60, batch=10, seed=3, generator=gen, progress=False)
     full = mango.run(target=TorchTarget(net, "lif2:1"), out=tmp_path / "full", **kwargs)
-    hist = pd.read_csv(tmp_path / "full" / "history.csv")
+    hist = mango.read_history(tmp_path / "full")
     z = hist[latent_columns(gen.space.dim)].to_numpy()
     assert z.dtype == np.float64 and (z != np.round(z)).any() and np.abs(z).max() <= 4.0
     with pytest.raises(KeyboardInterrupt):
@@ -141,3 +141,34 @@ def test_oneplusone_restarts_when_its_step_size_collapses():
         assert (opt.restarts > 0) is expect_restarts
         if not expect_restarts:  # without restarts the step size collapses below a useful size
             assert opt.sigma < 1e-2 * opt.box.width
+
+
+def test_nevergrad_recast_threads_never_block_exit():
+    """Callback-style Nevergrad methods (here Cobyla, chosen by NGOpt at batch 1) run in a thread blocked on
+    a queue; left running at exit it used to keep the interpreter alive forever."""
+    code = ("import torch; from mango.optimizers import OPTIMIZERS; from mango.generators.space import LatentSpace\n"
+            "opt = OPTIMIZERS.create('ng:NGOpt', LatentSpace(128, 64, (-4.0, 4.0)), seed=0, budget=300)\n"
+            "for _ in range(3):\n    z = opt.ask(1); opt.tell(z, torch.rand(1, dtype=torch.float64))\n"
+            "print('done')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "done", out.stderr[-2000:]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # scipy's COBYLA on its settings
+def test_nevergrad_close_stops_recast_threads_and_refuses_a_blocking_batch():
+    before = set(threading.enumerate())
+    opt = OPTIMIZERS.create("ng:Cobyla", BOUNDED, seed=0)
+    assert opt.preferred_batch == 1
+    z = opt.ask(1)
+    opt.tell(z, [1.0])
+    z = opt.ask(1)
+    with pytest.raises(MangoError, match="Cobyla.*one candidate at a time.*batch 1"):
+        opt.ask(1)  # Cobyla waits for the value of the first: asking again would block forever
+    started = [t for t in threading.enumerate() if t not in before]
+    assert started and all(t.daemon for t in started)
+    opt.close()
+    for thread in started:
+        thread.join(10)
+        assert not thread.is_alive()
+    with pytest.raises(MangoError, match="Nevergrad NGOpt needs a budget"):
+        OPTIMIZERS.create("ng:NGOpt", BOUNDED, seed=0).ask(10)

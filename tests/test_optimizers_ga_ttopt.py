@@ -1,4 +1,8 @@
-"""The XDream genetic algorithm (ga, ga-ponce) and TTOpt: candidates, determinism, GA mechanics, beating random."""
+"""The XDream genetic algorithm (ga, ga-ponce) and TTOpt: GA mechanics, TTOpt's batches and thread, beating random.
+
+Shapes, dtypes, determinism, failed values and bad calls are checked for every optimizer in
+test_optimizer_conformance.py.
+"""
 from __future__ import annotations
 
 import gc
@@ -13,8 +17,6 @@ from mango.generators.space import LatentSpace
 from mango.optimizers import OPTIMIZERS
 
 BOX = LatentSpace(6, 16, (-4.0, 4.0))
-CATEGORICAL = LatentSpace(5, 10)
-NAMES = ["ga", "ga-ponce", "ttopt"]
 
 
 def objective(space: LatentSpace, t: torch.Tensor):
@@ -40,43 +42,6 @@ def drive(opt, f, budget: int, batch: int | None = None) -> tuple[list[torch.Ten
         asked.append(z)
         best, done = max(best, float(v.max())), done + k
     return asked, best
-
-
-@pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("space", [BOX, CATEGORICAL], ids=["box", "categorical"])
-def test_candidates_shape_dtype_range(name, space):
-    opt = OPTIMIZERS.create(name, space, seed=0)
-    t = torch.zeros(space.dim, dtype=torch.float64)
-    for z in drive(opt, objective(space, t), 90, batch=7)[0]:
-        assert z.shape == (7, space.dim) or z.shape == (90 % 7, space.dim)
-        space.check(z)
-        if name.startswith("ga") and space.bounds is not None:
-            assert z.dtype == torch.float64 and -4.0 <= float(z.min()) and float(z.max()) <= 4.0
-        else:
-            assert z.dtype == torch.long and 0 <= int(z.min()) and int(z.max()) < space.size
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_same_seed_same_asks_other_seed_differs(name):
-    f = objective(BOX, torch.linspace(-3, 3, BOX.dim, dtype=torch.float64))
-    runs = [drive(OPTIMIZERS.create(name, BOX, seed=s), f, 150, batch=13)[0] for s in (4, 4, 5)]
-    assert all(torch.equal(a, b) for a, b in zip(runs[0], runs[1]))
-    assert not all(torch.equal(a, b) for a, b in zip(runs[0], runs[2]))
-
-
-@pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("space", [BOX, CATEGORICAL], ids=["box", "categorical"])
-def test_failed_measurements_do_not_crash(name, space):
-    opt = OPTIMIZERS.create(name, space, seed=1)
-    f = objective(space, torch.ones(space.dim, dtype=torch.float64))
-    for i in range(12):
-        z = opt.ask(10)
-        v = f(z)
-        v[:: 2 + i % 3] = -torch.inf
-        if i < 2:
-            v[:] = -torch.inf  # whole batches failed
-        opt.tell(z, v)
-    space.check(opt.ask(10))
 
 
 def test_ga_grid_option_gives_grid_indices():

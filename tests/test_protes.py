@@ -83,6 +83,7 @@ def test_tell_pulls_the_distribution_to_the_elite(quantize):
     space = LatentSpace(4, 8)
     opt = P.Protes(space, seed=0, k=1, k_top=1, lr=0.1, quantize=quantize)
     target = torch.tensor([[3, 6, 1, 4]])
+    opt.ask(60)  # told the target in place of these: the base only counts what was asked
     for _ in range(60):
         opt.tell(target, torch.tensor([1.0]))
     asks = opt.ask(200)
@@ -98,19 +99,6 @@ def run(opt, f, budget: int, batch: int) -> float:
         opt.tell(z, y)
         best = max(best, y.max().item())
     return best
-
-
-def test_same_seed_same_asks_different_seed_different_asks():
-    space = LatentSpace(6, 16)
-    f = lambda z: -(z.double() - 5).pow(2).sum(1)  # noqa: E731
-    a, b, c = (OPTIMIZERS.create("tt-s", space, seed=s) for s in (3, 3, 4))
-    za = zc = None
-    for _ in range(6):
-        za, zb, zc = a.ask(5), b.ask(5), c.ask(5)
-        assert torch.equal(za, zb)
-        for opt, z in ((a, za), (b, zb), (c, zc)):
-            opt.tell(z, f(z))
-    assert not torch.equal(za, zc)
 
 
 @pytest.mark.parametrize("quantize", [False, True])
@@ -130,7 +118,8 @@ def test_failed_measurements_are_never_elites(monkeypatch):
     monkeypatch.setattr(P, "log_likelihood", lambda Y, idx: seen.append(idx.clone()) or real(Y, idx))
     opt = P.Protes(LatentSpace(3, 10), seed=0, k=4, k_top=2)
     z = torch.tensor([[1, 1, 1], [2, 2, 2], [3, 3, 3], [4, 4, 4]])
-    opt.tell(z, torch.tensor([-torch.inf, float("nan"), 0.5, -torch.inf]))
+    opt.ask(8)  # told in place of these
+    opt.tell(z, torch.tensor([torch.inf, float("nan"), 0.5, -torch.inf]))  # +inf and NaN: failed, not best
     assert len(seen) == 1 and seen[0].tolist() == [[3, 3, 3]]
     before = opt.Y.detach().clone()
     opt.tell(z, torch.full((4,), -torch.inf))  # nothing finite: no update, no crash

@@ -147,3 +147,21 @@ def test_bad_specs_fail_with_one_line(net, spec, readout, needle):
     with pytest.raises(MangoError) as exc:
         make_target(net, spec, readout=readout)
     assert needle in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_time_steps_come_from_the_training_card(tmp_path):
+    """`mango train target --steps 2` writes {"architecture": {"num_steps": 2}}: loading it keeps T=2."""
+    from mango.checkpoints import save_weights
+
+    net = MODELS.create("cifar-spiking-resnet18", "none")
+    save_weights(net, tmp_path / "w.safetensors", {"arch": "cifar-spiking-resnet18", "architecture": {"num_steps": 2}})
+    assert MODELS.create("cifar-spiking-resnet18", str(tmp_path / "w.safetensors")).num_steps == 2
+    for arch, reason in (({"num_steps": "2"}, 'num_steps must be an integer, got "2"'),
+                         ({"num_steps": 0}, "num_steps must be a positive integer"),
+                         ({"layers": 34}, "unknown key 'layers' (allowed: num_steps, num_classes, stem_once)")):
+        save_weights(net, tmp_path / "bad.safetensors", {"architecture": arch})
+        with pytest.raises(MangoError) as exc:
+            MODELS.create("cifar-spiking-resnet18", str(tmp_path / "bad.safetensors"))
+        msg = str(exc.value)
+        assert msg.startswith(f"weights card {tmp_path / 'bad.json'} does not describe a CifarSpikingResNet18: ")
+        assert reason in msg and "\n" not in msg

@@ -1,8 +1,10 @@
 """Hooks on every layer kind of the default SNN, spike-count readout, state reset, bad specs."""
 import pytest
 import torch
+from typer.testing import CliRunner
 
 from mango import MangoError, TorchTarget, make_target
+from mango.cli.main import app
 from mango.targets.layers import probe_layers
 
 
@@ -120,3 +122,83 @@ def test_sub_batches_give_the_same_responses(snn, digits):
         torch.testing.assert_close(target.responses(images), whole, rtol=0, atol=0)
     finally:
         snn.micro_batch = 16
+
+
+@pytest.mark.parametrize("kw, needle", [
+    (dict(noise="input:inf"), "noise level must be a finite number >= 0, got 'inf' in 'input:inf'"),
+    (dict(noise="membrane:nan"), "noise level must be a finite number >= 0, got 'nan'"),
+    (dict(noise="input:-0.5"), "noise level must be a finite number >= 0, got '-0.5'"),
+    (dict(noise="input:1e999"), "noise level must be a finite number >= 0, got '1e999'"),
+    (dict(noise="input:abc"), "bad noise level 'abc'"),
+    (dict(noise="membrane:0.1,membrane:0.2"), "noise 'membrane' given twice"),
+    (dict(noise="poisson:2"), "bad noise 'poisson:2'"),
+    (dict(readout="count:3-3"), "count:A-B needs A < B"),
+    (dict(readout="count:-1-3"), "unknown readout 'count:-1-3'"),
+    (dict(readout="count:0-inf"), "unknown readout 'count:0-inf'"),
+    (dict(readout="count:0-21"), "window ends after the 20 time steps"),
+    (dict(steps=0), "steps must be a positive integer (time steps), got 0"),
+    (dict(steps=True), "steps must be a positive integer (time steps), got True"),
+    (dict(steps=2.5), "steps must be a positive integer (time steps), got 2.5"),
+], ids=lambda v: v if isinstance(v, str) and len(v) < 30 else None)
+def test_bad_numbers_in_specs_fail_with_one_line(kw, needle):
+    with pytest.raises(MangoError) as exc:
+        make_target("mnist-snn", "lif2:0", **kw)
+    assert needle in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_noise_readout_and_spec_objects_validate_their_numbers():
+    from mango.targets import Noise, Readout, TargetSpec
+
+    for bad in (dict(input_sd=float("inf")), dict(membrane_sd=-1.0), dict(input_sd=float("nan")), dict(poisson=1)):
+        with pytest.raises(MangoError, match="noise"):
+            Noise(**bad)
+    with pytest.raises(MangoError, match="0 <= A < B"):
+        Readout("count", 5, 2)
+    with pytest.raises(MangoError, match="unknown readout"):
+        Readout("spikes")
+    with pytest.raises(MangoError, match="unit must be an integer >= 0"):
+        TargetSpec("lif2", -1)
+    with pytest.raises(MangoError, match="position must be two integers >= 0"):
+        TargetSpec("lif2", 0, (-1, 2))
+
+
+# -- `mango layers`: --model-weights, and the untrained architecture when default weights are unavailable --------
+
+
+def test_layers_takes_model_weights_and_the_old_spelling(tmp_path):
+    from mango.checkpoints import WEIGHTS_DIR
+
+    w = str(WEIGHTS_DIR / "mnist_spiking_cnn.safetensors")
+    res = CliRunner().invoke(app, ["layers", "mnist-snn", "--model-weights", w])
+    assert res.exit_code == 0 and "lif2" in res.output and "note" not in res.output, res.output
+    old = CliRunner().invoke(app, ["layers", "mnist-snn", "--weights", w])
+    assert old.exit_code == 0 and "--weights is deprecated; use --model-weights" in old.output
+    assert "--weights" not in CliRunner().invoke(app, ["layers", "--help"]).output.replace("--model-weights", "")
+    res = CliRunner().invoke(app, ["layers", "mnist-snn", "--model-weights", str(tmp_path / "no.safetensors")])
+    assert res.exit_code == 2 and "weights file not found" in res.output  # given weights never fall back
+
+
+def test_layers_without_the_release_checkpoint_lists_the_untrained_architecture(tmp_path, monkeypatch):
+    monkeypatch.setenv("MANGO_RELEASE_DIR", str(tmp_path))
+    res = CliRunner().invoke(app, ["layers", "cifar-snn"])
+    assert res.exit_code == 0, res.output
+    notes = [line for line in res.output.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "snn_cifar10.pt not found" in notes[0] and "untrained architecture" in notes[0]
+    for layer in ("conv0", "spiking0", "spiking1", "linear2", "final_spiking"):
+        assert layer in res.output
+    assert "200x14x14" in res.output  # shapes as with the release weights
+
+
+def test_cifar_snn_untrained_and_from_a_training_card(tmp_path):
+    """weights 'none' needs no release file; a .safetensors from `mango train target` keeps its time steps."""
+    from mango.checkpoints import save_weights
+    from mango.targets import MODELS
+
+    net = MODELS.create("cifar-snn", "none")
+    assert net.num_steps == 20 and net.conv0.weight.shape == (200, 3, 5, 5)
+    save_weights(net, tmp_path / "e.safetensors", {"arch": "cifar-snn", "architecture": {"num_steps": 7}})
+    assert MODELS.create("cifar-snn", str(tmp_path / "e.safetensors")).num_steps == 7
+    save_weights(net, tmp_path / "bad.safetensors", {"arch": "cifar-snn", "architecture": {"steps": 7}})
+    with pytest.raises(MangoError, match=r"does not describe a MangoCifarSNN: unknown key 'steps' \(allowed: "
+                                         r"num_steps, beta, n_classes\)"):
+        MODELS.create("cifar-snn", str(tmp_path / "bad.safetensors"))

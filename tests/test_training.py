@@ -134,9 +134,29 @@ def test_corrupt_checkpoint_fails_in_one_line_naming_the_file(lite, tmp_path, na
     (lambda d: train_generator("sngan64", "digits", 2, d), "unknown generator arch 'sngan64'"),
     (lambda d: train_generator("sngan28", "digits", 2, d, options={"depth": 3}), "unknown option"),
     (lambda d: train_target("lenet", "digits", 1, d), "unknown target arch 'lenet'"),
-    (lambda d: train_generator("sngan28", "digits", 0, d), "steps must be a positive number"),
+    (lambda d: train_generator("sngan28", "digits", 0, d), "steps must be a positive finite number, got 0"),
+    (lambda d: train_generator("sngan28", "digits", 2, d, lr=float("inf")), "lr must be a positive finite number"),
     (lambda d: train_generator("sngan28", "digits", 2, d, resume=True), "nothing to resume"),
-], ids=["gen-shape", "target-shape", "target-channels", "gen-arch", "gen-option", "target-arch", "steps", "resume"])
+    (lambda d: train_generator("sngan32-lite", "digits", 2, d, options={"width": "abc"}),
+     "option width for arch 'sngan32-lite' must be a positive integer, got 'abc' (e.g. --opt width=64)"),
+    (lambda d: train_generator("sngan28", "digits", 2, d, options={"n_dis": 1.5}),
+     "option n_dis for arch 'sngan28' must be a positive integer, got 1.5"),
+    (lambda d: train_generator("sngan28", "digits", 2, d, options={"width": 2}),
+     "option width for arch 'sngan28' must be an integer >= 4, got 2"),
+    (lambda d: train_generator("sngan28", "digits", 2, d, options={"dim": True}),
+     "option dim for arch 'sngan28' must be a positive integer, got True"),
+    (lambda d: train_generator("vqvae", "digits", 2, d, options={"decay": "fast"}),
+     "option decay for arch 'vqvae' must be a positive finite number, got 'fast'"),
+    (lambda d: train_generator("vqvae", "digits", 2, d, options={"num_hiddens": 1}),
+     "option num_hiddens for arch 'vqvae' must be an integer >= 2, got 1"),
+    (lambda d: train_generator("vqvae", "digits", 2, d, options={"decay": 2.0}, resize=True, limit=16, batch=8,
+                               show_progress=False),
+     "arch 'vqvae' cannot be built with options decay=2.0: VQVAE needs commitment_cost >= 0 and 0 < decay <= 1"),
+    (lambda d: train_target("mnist-snn", "digits", 1, d, num_steps=2.5),
+     "num_steps must be a positive integer (time steps), got 2.5"),
+], ids=["gen-shape", "target-shape", "target-channels", "gen-arch", "gen-option", "target-arch", "steps", "lr",
+        "resume", "opt-type", "opt-float", "opt-small", "opt-bool", "vq-opt-type", "vq-opt-small", "vq-decay",
+        "target-steps"])
 def test_bad_settings_fail_clearly(tmp_path, call, needle):
     with pytest.raises(MangoError, match=needle.replace("(", r"\(").replace(")", r"\)")) as err:
         call(tmp_path)
@@ -192,8 +212,8 @@ def test_cli_train_and_check(tmp_path, lite):
     assert res.exit_code == 0, res.output
     assert (tgt_dir / "epoch_001.safetensors").is_file() and len(rows(tgt_dir / "metrics.csv")) == 1
 
-    res = runner.invoke(app, ["check", "gen", "mnist-sngan", "--weights", str(gen_dir / "generator.safetensors"),
-                              "--n", "40", "--out", str(tmp_path / "check")])
+    res = runner.invoke(app, ["check", "gen", "mnist-sngan", "--generator-weights",
+                              str(gen_dir / "generator.safetensors"), "--n", "40", "--out", str(tmp_path / "check")])
     assert res.exit_code == 0, res.output
     report = json.loads((tmp_path / "check" / "check.json").read_text())
     assert (tmp_path / "check" / "samples.png").is_file()
@@ -201,8 +221,9 @@ def test_cli_train_and_check(tmp_path, lite):
     assert cov["classifier"] == "mnist-snn" and sum(cov["histogram"].values()) == 40
     assert 0.1 <= cov["mean_max_prob"] <= 1
 
-    res = runner.invoke(app, ["check", "gen", "cifar-sngan-lite", "--weights", str(lite[0] / "generator.safetensors"),
-                              "--classifier", "mnist-snn", "--n", "8", "--out", str(tmp_path / "c2")])
+    res = runner.invoke(app, ["check", "gen", "cifar-sngan-lite", "--generator-weights",
+                              str(lite[0] / "generator.safetensors"), "--classifier", "mnist-snn", "--n", "8", "--out",
+                              str(tmp_path / "c2")])
     assert res.exit_code == 2 and "3-channel images" in res.output and len(res.output.strip().splitlines()) == 1
 
 
@@ -210,14 +231,14 @@ def test_cli_check_reconstructions_and_errors(tmp_path, monkeypatch):
     vq = train_generator("vqvae", "digits", 2, tmp_path / "vq", batch=8, limit=32, resize=True, options=TINY_VQ,
                          show_progress=False)
     monkeypatch.setenv("MANGO_RELEASE_DIR", str(tmp_path / "no-release"))  # default judge cifar-snn missing
-    res = runner.invoke(app, ["check", "gen", "cifar-vqvae", "--weights", str(vq["weights"]), "--n", "8", "--out",
-                              str(tmp_path / "skip")])
+    res = runner.invoke(app, ["check", "gen", "cifar-vqvae", "--generator-weights", str(vq["weights"]), "--n", "8",
+                              "--out", str(tmp_path / "skip")])
     assert res.exit_code == 0, res.output
     assert "snn_cifar10.pt not found" in json.loads((tmp_path / "skip" / "check.json").read_text())["coverage_skipped"]
     for extra in ([], ["--dataset", "digits", "--resize"]):
         out = tmp_path / f"check{len(extra)}"
-        res = runner.invoke(app, ["check", "gen", "cifar-vqvae", "--weights", str(vq["weights"]), "--classifier",
-                                  "none", "--n", "16", "--out", str(out), *extra])
+        res = runner.invoke(app, ["check", "gen", "cifar-vqvae", "--generator-weights", str(vq["weights"]),
+                                  "--classifier", "none", "--n", "16", "--out", str(out), *extra])
         assert res.exit_code == 0, res.output
         rec = json.loads((out / "check.json").read_text())["reconstruction"]
         assert (out / "reconstructions.png").is_file() and rec["images"] == 16
@@ -226,6 +247,20 @@ def test_cli_check_reconstructions_and_errors(tmp_path, monkeypatch):
                          (["train", "gen", "--arch", "sngan32", "--dataset", "digits", "--steps", "2", "--out",
                            str(tmp_path / "x")], "--resize"),
                          (["train", "target", "--arch", "nope", "--dataset", "digits", "--epochs", "1", "--out",
-                           str(tmp_path / "y")], "unknown target arch 'nope'")):
+                           str(tmp_path / "y")], "unknown target arch 'nope'"),
+                         (["train", "gen", "--arch", "sngan32-lite", "--dataset", "digits", "--steps", "2", "--opt",
+                           "width=abc", "--out", str(tmp_path / "z")],
+                          "option width for arch 'sngan32-lite' must be a positive integer, got 'abc'"),
+                         (["check", "gen", "mnist-sngan", "--weights", "a.safetensors", "--generator-weights",
+                           "b.safetensors"], "--weights 'a.safetensors' and --generator-weights 'b.safetensors' "
+                                             "disagree")):
         res = runner.invoke(app, args)
         assert res.exit_code == 2 and needle in res.output and len(res.output.strip().splitlines()) == 1, res.output
+
+
+def test_check_gen_keeps_the_old_weights_spelling(tmp_path, lite):
+    res = runner.invoke(app, ["check", "gen", "cifar-sngan-lite", "--weights", str(lite[0] / "generator.safetensors"),
+                              "--classifier", "none", "--n", "8", "--out", str(tmp_path / "old")])
+    assert res.exit_code == 0, res.output
+    assert "--weights is deprecated; use --generator-weights" in res.output
+    assert "--weights" not in runner.invoke(app, ["check", "gen", "--help"]).output.replace("--generator-weights", "")

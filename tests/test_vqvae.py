@@ -1,23 +1,28 @@
 """The CIFAR-10 VQ-VAE generator: release checkpoint fidelity, encode/decode, errors, training."""
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from mango import MangoError
-from mango.checkpoints import release_dir, save_weights
+from mango.checkpoints import find_release, release_dirs, save_weights
 from mango.generators import GENERATORS
 from mango.generators.vqvae import VQVAE, VQVAEGenerator
 from mango.imagespace import CIFAR10_MEAN, CIFAR10_STD
 
-RELEASE = release_dir() / "vae_vq_cifar10.pt"
-needs_release = pytest.mark.skipif(
-    not RELEASE.is_file(), reason=f"MANGO release checkpoint not found at {RELEASE} (set MANGO_RELEASE_DIR)")
+RELEASE = find_release("vae_vq_cifar10.pt")
+MISSING = (f"MANGO release checkpoint vae_vq_cifar10.pt not found in {', '.join(map(str, release_dirs()))} "
+           "(set MANGO_RELEASE_DIR)")
+needs_release = pytest.mark.skipif(RELEASE is None and not os.environ.get("CI"), reason=MISSING)
 
 
 @pytest.fixture(scope="module")
 def release() -> VQVAEGenerator:
+    if RELEASE is None:  # only reached in CI (CI set): the files must be there
+        pytest.fail(MISSING)
     return GENERATORS.create("cifar-vqvae")
 
 
@@ -75,7 +80,7 @@ def test_release_encode_decode_round_trip(release):
 
 
 @needs_release
-def test_truncated_release_copy_is_one_line_error(tmp_path):
+def test_truncated_release_copy_is_one_line_error(tmp_path, release):
     bad = tmp_path / "vae_vq_cifar10.pt"
     bad.write_bytes(RELEASE.read_bytes()[: RELEASE.stat().st_size // 2])
     with pytest.raises(MangoError) as err:
@@ -88,6 +93,32 @@ def test_missing_release_names_where_it_looked(tmp_path, monkeypatch):
     with pytest.raises(MangoError, match="MANGO_RELEASE_DIR") as err:
         GENERATORS.create("cifar-vqvae")
     assert str(tmp_path / "vae_vq_cifar10.pt") in str(err.value) and "\n" not in str(err.value)
+    assert "iabs-neuro/mango/raw/8b96b583/gen/vae_vq_cifar10/data/vae_vq_cifar10.pt" in str(err.value)
+
+
+def test_untrained_release_architecture():
+    gen = GENERATORS.create("cifar-vqvae", "none")
+    assert gen.space.size == 512 and gen.space.dim == 64 and gen.space.bounds is None
+    codes = torch.randint(0, 512, (2, 64), generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(gen.decode(codes), GENERATORS.create("cifar-vqvae", "none").decode(codes))
+
+
+@pytest.mark.parametrize("arch, reason", [
+    ({"num_embeddings": "many"}, 'num_embeddings must be an integer, got "many"'),
+    ({"codebook": 16}, "unknown key 'codebook' (allowed: num_hiddens,"),
+    ({"decay": None}, "decay must be a finite number, got null"),
+    ({"num_hiddens": 1}, "VQVAE: "),  # a constructor that refuses: half of 1 channel
+    ("vqvae", 'its architecture must be a JSON object of VQVAE arguments, got "vqvae"'),
+])
+def test_card_of_another_architecture_is_one_line(tmp_path, arch, reason):
+    model = tiny_model()
+    path = tmp_path / "my_vqvae.safetensors"
+    save_weights(model, path, {"architecture": arch})
+    with pytest.raises(MangoError) as err:
+        GENERATORS.create("cifar-vqvae", str(path))
+    msg = str(err.value)
+    assert msg.startswith(f"weights card {path.with_suffix('.json')} does not describe a VQVAE: ") and reason in msg
+    assert "\n" not in msg
 
 
 @pytest.mark.parametrize("bad", [

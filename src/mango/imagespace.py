@@ -10,6 +10,7 @@ one-line error naming both sides.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,6 +25,21 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def _count(v: object) -> bool:
+    """A positive integer (Python, numpy or torch), not a bool."""
+    return not isinstance(v, bool) and hasattr(type(v), "__index__") and int(v) > 0
+
+
+def _number(v: object) -> bool:
+    """A finite real number (Python, numpy or torch scalar), not a bool or a string."""
+    if isinstance(v, (bool, str, bytes)):
+        return False
+    try:
+        return math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
+
+
 @dataclass(frozen=True)
 class ImageSpace:
     """Images ``[C, H, W]``; pixel = unit value (in [0, 1]) normalized by ``mean``/``std`` if given."""
@@ -35,16 +51,25 @@ class ImageSpace:
     resize: bool = False
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
+        shape = tuple(self.shape) if isinstance(self.shape, (tuple, list, torch.Size)) else None
+        if shape is None or len(shape) != 3 or not all(_count(s) for s in shape):
+            raise MangoError(f"image space shape must be three positive integers (C, H, W), got {self.shape!r}")
+        object.__setattr__(self, "shape", tuple(int(s) for s in shape))
         if (self.mean is None) != (self.std is None):
             raise MangoError(f"image space needs both mean and std or neither, got mean={self.mean}, std={self.std}")
         for name in ("mean", "std"):
             v = getattr(self, name)
             if v is not None:
+                if isinstance(v, (str, bytes)) or not hasattr(v, "__iter__") or not all(_number(x) for x in v):
+                    raise MangoError(f"image space {name} must be a list of finite numbers, one per channel, got {v!r}")
                 v = tuple(float(x) for x in v)
                 if len(v) != self.shape[0]:
                     raise MangoError(f"image space {name} {v} has {len(v)} values for {self.shape[0]} channels")
+                if name == "std" and min(v) <= 0:
+                    raise MangoError(f"image space std must be > 0 in every channel, got {v}")
                 object.__setattr__(self, name, v)
+        if not isinstance(self.resize, bool):
+            raise MangoError(f"image space resize must be true or false, got {self.resize!r}")
 
     @property
     def normalized(self) -> bool:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..generators import Generator
-from .plots import Analysis, colours, pyplot, save, show_image
+from .plots import Analysis, colours, figures, save, show_image
 from .study import Generators, Run, as_runs, group, slug
 
 
@@ -60,7 +60,7 @@ def convergence_tables(runs: Iterable[Run]) -> tuple[pd.DataFrame, pd.DataFrame]
 def plot_convergence(curves: Mapping[str, np.ndarray], path: Path, title: str) -> Path:
     """Median best response vs queries with the 25-75 % band over seeds, full (left) and zoomed on the top
     (right); ``curves`` maps a method to its ``[seeds, queries]`` best-so-far curves."""
-    plt = pyplot()
+    plt = figures()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     tops = []
     for colour, (name, best) in zip(colours(len(curves)), curves.items()):
@@ -89,7 +89,7 @@ def plot_convergence(curves: Mapping[str, np.ndarray], path: Path, title: str) -
 
 def plot_meis(runs: list[Run], generators: Generators, path: Path, title: str) -> Path:
     """The MEIs of every method (rows) and seed (columns), each titled with its best response."""
-    plt = pyplot()
+    plt = figures()
     by_method = group(runs, lambda r: r.method)
     cols = max(len(rs) for rs in by_method.values())
     fig, axes = plt.subplots(len(by_method), cols, figsize=(1.5 * cols + 1.2, 1.6 * len(by_method) + 0.6),

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .plots import Analysis, colours, pyplot, save
+from .plots import Analysis, colours, figures, save
 from .study import Run, as_runs, group, ordered_layers
 
 
@@ -23,13 +23,13 @@ def distribution_table(runs: Iterable[Run]) -> pd.DataFrame:
         best = max(rs, key=lambda r: r.best_response)
         rows.append({"neuron": best.neuron, "generator": best.config.generator, "layer": best.layer,
                      "target": best.config.target, "best_response": best.best_response, "runs": len(rs),
-                     "best_run": str(best.path), "best_method": best.method})
+                     "best_run": str(best.run_dir), "best_method": best.method})
     return pd.DataFrame(rows)
 
 
 def plot_distributions(table: pd.DataFrame, layers: list[str], path: Path) -> Path:
     """Violin + box + dots per layer and generator."""
-    plt = pyplot()
+    plt = figures()
     gens = list(dict.fromkeys(table["generator"]))
     fig, ax = plt.subplots(figsize=(max(5.0, 1.4 * len(layers) * len(gens)) + 2, 4))
     width = 0.8 / len(gens)

@@ -18,7 +18,7 @@ import torch
 
 from ..errors import MangoError
 from ..generators import Generator
-from .plots import Analysis, colours, pyplot, save
+from .plots import Analysis, colours, figures, save
 from .study import Generators, Run, as_runs, group, ordered_layers
 
 
@@ -58,7 +58,7 @@ def diversity_table(runs: Iterable[Run], generators: Generators) -> tuple[pd.Dat
             for j in range(i + 1, len(rs)):
                 a, b = rs[i], rs[j]
                 rows.append({"neuron": a.neuron, "generator": a.config.generator, "layer": a.layer,
-                             "run_a": str(a.path), "run_b": str(b.path), "method_a": a.method, "method_b": b.method,
+                             "run_a": str(a.run_dir), "run_b": str(b.run_dir), "method_a": a.method, "method_b": b.method,
                              "seed_a": a.seed, "seed_b": b.seed, "same_method": a.method == b.method,
                              "latent_distance": float(lat[i, j]), "image_distance": float(img[i, j])})
     cols = ["neuron", "generator", "layer", "run_a", "run_b", "method_a", "method_b", "seed_a", "seed_b",
@@ -68,7 +68,7 @@ def diversity_table(runs: Iterable[Run], generators: Generators) -> tuple[pd.Dat
 
 def plot_boxes(table: pd.DataFrame, layers: list[str], path: Path) -> Path:
     """Box plots of latent and image distances per layer, one colour per generator, pairs as dots."""
-    plt = pyplot()
+    plt = figures()
     gens = list(dict.fromkeys(table["generator"]))
     fig, axes = plt.subplots(1, 2, figsize=(max(6.0, 1.6 * len(layers) * len(gens)) + 4, 3.8))
     width = 0.8 / len(gens)
@@ -102,7 +102,7 @@ def plot_boxes(table: pd.DataFrame, layers: list[str], path: Path) -> Path:
 
 def plot_heatmaps(matrices: dict, path: Path, limit: int = 12) -> Path:
     """The latent distance matrix of each neuron (at most ``limit``), runs labelled method + seed."""
-    plt = pyplot()
+    plt = figures()
     items = list(matrices.items())[:limit]
     cols = min(3, len(items))
     rows = math.ceil(len(items) / cols)

@@ -23,7 +23,7 @@ from ..experiment import run as mango_run
 from ..experiment.config import RunConfig
 from ..generators import Generator
 from ..targets.spec import TargetSpec
-from .plots import Analysis, pyplot, save, show_image
+from .plots import Analysis, figures, save, show_image
 from .selectivity import Classifiers, selectivity_table
 from .study import Generators, Run, read_run, slug
 
@@ -107,7 +107,7 @@ def _flag_changes(table: pd.DataFrame) -> pd.DataFrame:
 def plot_grid(table: pd.DataFrame, images: torch.Tensor, neurons: list[str], path: Path, title: str) -> Path:
     """Neurons (rows) x checkpoints (columns) of MEIs; column titles: epoch and held-out accuracy; under each
     MEI its preferred class, normalized entropy and response; a red frame where the preferred class changed."""
-    plt = pyplot()
+    plt = figures()
     n, m = images.shape[:2]
     fig, axes = plt.subplots(n, m, figsize=(1.55 * m + 1.4, 2.1 * n + 1.0), squeeze=False, layout="constrained")
     epochs = sorted(table["epoch"].unique())
@@ -135,7 +135,7 @@ def plot_grid(table: pd.DataFrame, images: torch.Tensor, neurons: list[str], pat
 
 def plot_curves(table: pd.DataFrame, neurons: list[str], path: Path) -> Path:
     """Normalized entropy of each neuron's MEI per epoch (preferred class annotated) beside held-out accuracy."""
-    plt = pyplot()
+    plt = figures()
     from matplotlib.ticker import MaxNLocator
 
     fig, (ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 3.8))

@@ -12,22 +12,28 @@ import torch
 DPI = 150
 
 
-def pyplot():
-    """``matplotlib.pyplot`` on the file-only Agg backend (imported here so ``import mango`` stays light)."""
-    import matplotlib
+class Figures:
+    """pyplot's ``subplots`` without pyplot: bare :class:`~matplotlib.figure.Figure` objects on the Agg
+    canvas, so an analysis never switches the user's matplotlib backend or leaves figures open."""
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    @staticmethod
+    def subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] | None = None,
+                 layout: str | None = None, **kwargs: object) -> tuple:
+        from matplotlib.figure import Figure
 
-    return plt
+        fig = Figure(figsize=figsize, layout=layout)
+        return fig, fig.subplots(nrows, ncols, **kwargs)
+
+
+def figures() -> type[Figures]:
+    return Figures
 
 
 def save(fig, path: Path) -> Path:
-    """Write ``fig`` as PNG and close it."""
+    """Write ``fig`` as PNG."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    pyplot().close(fig)
     return path
 
 
@@ -44,8 +50,9 @@ def show_image(ax, image: torch.Tensor) -> None:
 
 def colours(n: int) -> list:
     """``n`` distinct colours (tab10, then tab20 beyond 10)."""
-    plt = pyplot()
-    cmap = plt.cm.tab10 if n <= 10 else plt.cm.tab20
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if n <= 10 else "tab20"]
     return [cmap(i % cmap.N) for i in range(max(n, 1))]
 
 

@@ -51,11 +51,11 @@ def _table(path: Path, root: Path) -> str:
 
 
 def _run_section(run: Run, root: Path, open_: bool) -> str:
-    figures = "".join(_figure(p, root) for p in sorted(run.path.glob("*.png")))
-    summary = {k: run.result.get(k) for k in ("target", "model", "generator", "optimizer", "seed", "n_queries",
+    figures = "".join(_figure(p, root) for p in sorted(run.run_dir.glob("*.png")))
+    summary = {k: run.summary().get(k) for k in ("target", "model", "generator", "optimizer", "seed", "n_queries",
                                               "best_response", "best_query", "wall_time_s")}
     table = pd.DataFrame([summary]).to_html(index=False, border=0)
-    name = html.escape(str(run.path.relative_to(root)) if run.path != root else run.path.name)
+    name = html.escape(str(run.run_dir.relative_to(root)) if run.run_dir != root else run.run_dir.name)
     return f"<details{' open' if open_ else ''}><summary>{name}</summary>{table}{figures}</details>"
 
 
@@ -63,7 +63,7 @@ def _runs_table(runs: list[Run], root: Path) -> str:
     rows = []
     for r in runs:
         rows.append("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (
-            r.path.relative_to(root), r.neuron, r.config.generator, r.method, r.seed, r.result["n_queries"],
+            r.run_dir.relative_to(root), r.neuron, r.config.generator, r.method, r.seed, r.n_queries,
             f"{r.best_response:.4g}")) + "</tr>")
     head = "".join(f"<th>{h}</th>" for h in ("run", "neuron", "generator", "method", "seed", "queries", "best"))
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
@@ -77,7 +77,7 @@ def report(folder: str | Path, out: str | Path | None = None, title: str | None 
         raise MangoError(f"folder not found: {root}")
     single = any((root / f).exists() for f in RUN_FILES)
     runs = [read_run(root)] if single else load_runs(root) if _has_runs(root) else []
-    run_dirs = {r.path for r in runs}
+    run_dirs = {r.run_dir for r in runs}
     parts = [f"<h1>{html.escape(title or f'MANGO report: {root.resolve().name}')}</h1>",
              f'<p class="note">generated {datetime.now():%Y-%m-%d %H:%M} from {html.escape(str(root.resolve()))}; '
              f"{len(runs)} run(s)</p>"]

@@ -26,7 +26,7 @@ from ..generators import Generator
 from ..imagespace import adapter
 from ..targets import Noise, TorchTarget, make_target
 from ..targets.sequential import SpikingSequential
-from .plots import Analysis, pyplot, save
+from .plots import Analysis, figures, save
 from .study import Generators, Run, as_runs, ordered_layers
 
 #: presentations per forward call (memory stays small for large networks)
@@ -106,7 +106,7 @@ def selectivity_table(runs: Iterable[Run], repeats: int = 100, noise: str | None
         image = generators.decode(run)[None]
         convert = adapter(gen.image_space, clf.input_space, f"generator {gen.name!r}", f"classifier {clf.name!r}")
         p = class_probabilities(clf.model, convert(image) if convert else image, repeats, noise, seed)[0].numpy()
-        rows.append({"run": str(run.path), "neuron": run.neuron, "layer": run.layer, "target": run.config.target,
+        rows.append({"run": str(run.run_dir), "neuron": run.neuron, "layer": run.layer, "target": run.config.target,
                      "generator": run.config.generator, "method": run.method, "seed": run.seed,
                      "best_response": run.best_response, "preferred_class": int(p.argmax()), "p_max": float(p.max()),
                      "entropy": float(normalized_entropy(p)), **{f"p{k}": float(v) for k, v in enumerate(p)}})
@@ -115,7 +115,7 @@ def selectivity_table(runs: Iterable[Run], repeats: int = 100, noise: str | None
 
 def plot_selectivity(table: pd.DataFrame, path: Path, layers: list[str], title: str) -> Path:
     """Per-layer histograms of the normalized entropy (left: selective, right: unselective)."""
-    plt = pyplot()
+    plt = figures()
     fig, axes = plt.subplots(1, len(layers), figsize=(3.2 * len(layers) + 0.6, 3.2), squeeze=False, sharey=True)
     bins = np.linspace(0, 1, 21)
     for ax, layer in zip(axes[0], layers):

@@ -1,8 +1,8 @@
 """A study: the run folders under one folder, read back and checked, with their MEIs decoded.
 
 Every analysis starts here, so a missing or corrupt file is reported once, in one line naming it,
-before any figure is drawn. A run is a folder holding ``config.json`` and ``history.csv``
-(and ``result.json`` once it finished); a folder holding only some of them is a broken run.
+before any figure is drawn. A run is a folder holding ``config.json`` and its records (``run.db``, or ``history.csv`` of MANGO 0.1)
+and ``result.json`` once it finished; a folder holding only some of them is a broken run.
 """
 from __future__ import annotations
 
@@ -10,79 +10,22 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import torch
 
 from ..errors import MangoError
 from ..experiment.config import RunConfig
-from ..experiment.history import best_so_far
+from ..experiment.result import RunResult as Run
 from ..experiment.result import load_run
 from ..generators import Generator, make_generator
-from ..targets.spec import TargetSpec
 
-RUN_FILES = ("config.json", "history.csv", "result.json")
-
-
-@dataclass
-class Run:
-    """One finished run: its settings, every query, and ``result.json``."""
-
-    path: Path
-    config: RunConfig
-    history: pd.DataFrame
-    result: dict
-
-    @property
-    def method(self) -> str:
-        """The optimizer and its options, e.g. ``ng-portfolio+space=grid``: what a comparison compares."""
-        opts = "".join(f"+{k}={v}" for k, v in sorted(self.config.optimizer_options.items()))
-        return self.config.optimizer + opts
-
-    @property
-    def neuron(self) -> str:
-        """The unit measured: model (with its weights file, if any), target spec, and readout/noise/steps."""
-        c = self.config
-        parts = [c.model + (f"[{Path(c.model_weights).name}]" if c.model_weights else ""), c.target]
-        parts += [f"{k}={v}" for k, v in (("readout", c.readout), ("noise", c.noise), ("steps", c.steps)) if v]
-        return " ".join(parts)
-
-    @property
-    def layer(self) -> str:
-        """The target's layer name, or ``class`` for a class output."""
-        return TargetSpec.parse(self.config.target).layer or "class"
-
-    @property
-    def seed(self) -> int:
-        return self.config.seed
-
-    @property
-    def best_response(self) -> float:
-        return float(self.result["best_response"])
-
-    @property
-    def best_latent(self) -> torch.Tensor:
-        """The reported MEI's latent ``[dim]``: grid indices (long) or box values (float64), as recorded."""
-        z = self.result["best_latent"]
-        return torch.tensor(z, dtype=torch.long if all(isinstance(v, int) for v in z) else torch.float64)
-
-    @cached_property
-    def curve(self) -> np.ndarray:
-        """Best response after each query."""
-        return best_so_far(self.history)
-
-    def label(self) -> str:
-        return f"{self.method} s{self.seed}"
+RUN_FILES = ("config.json", "run.db", "history.csv", "result.json")
 
 
 def read_run(path: str | Path) -> Run:
-    """One run folder, checked file by file (:func:`mango.load_run`); problems are one-line MangoErrors."""
-    raw = load_run(path)
-    history, cfg = raw.pop("history"), RunConfig(**raw.pop("config"))
-    return Run(Path(path), cfg, history, raw)
+    """One finished run folder, checked file by file (:func:`mango.load_run`); problems are one-line MangoErrors."""
+    return load_run(path)
 
 
 def load_runs(folder: str | Path) -> list[Run]:
@@ -120,7 +63,7 @@ def group(runs: Iterable[Run], key) -> dict[str, list[Run]]:
     out: dict[str, list[Run]] = {}
     for r in runs:
         out.setdefault(key(r), []).append(r)
-    return {k: sorted(v, key=lambda r: (r.method, r.seed, str(r.path))) for k, v in out.items()}
+    return {k: sorted(v, key=lambda r: (r.method, r.seed, str(r.run_dir))) for k, v in out.items()}
 
 
 def natural_key(text: str) -> list:

@@ -1,4 +1,4 @@
 """``python -m mango.cli`` = the ``mango`` command."""
-from .main import app
+from . import main
 
-app(prog_name="mango")
+main()

@@ -11,7 +11,8 @@ import typer
 from rich.table import Table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Check models before using them for MEI search.")
-from .main import out, user_errors  # noqa: E402  (after app: main.py imports this module to register it)
+from ..errors import MangoError  # noqa: E402
+from .main import err, out, user_errors  # noqa: E402  (after app: main.py imports this module to register it)
 
 
 @app.callback()
@@ -22,7 +23,10 @@ def _group() -> None:
 @app.command()
 def gen(
     name: str = typer.Argument(..., help="a registered generator (`mango list generators`)"),
-    weights: Optional[str] = typer.Option(None, help="generator weights file (.safetensors from `mango train gen`)"),
+    generator_weights: Optional[str] = typer.Option(None, help="generator weights file (.safetensors from `mango train "
+                                                "gen`; default: the generator's own)"),
+    weights: Optional[str] = typer.Option(None, "--weights", hidden=True, help="deprecated spelling of "
+                                          "--generator-weights"),
     classifier: Optional[str] = typer.Option(None, help="target network judging coverage (default: mnist-snn for "
                                              "28x28 digits, cifar-snn for CIFAR generators; 'none' skips it)"),
     classifier_weights: Optional[str] = typer.Option(None, help="weights file for --classifier"),
@@ -39,9 +43,14 @@ def gen(
     from ..training.check import check_generator
 
     with user_errors():
-        r = check_generator(name, weights=weights, classifier=classifier, classifier_weights=classifier_weights,
-                            out_dir=out_dir, n=n, dataset=dataset, resize=resize, seed=seed, root=root,
-                            download=download)
+        if weights is not None and generator_weights is not None and weights != generator_weights:
+            raise MangoError(f"--weights {weights!r} and --generator-weights {generator_weights!r} disagree; give "
+                             "--generator-weights only (--weights is its old spelling)")
+        if weights is not None:
+            err.print("note: --weights is deprecated; use --generator-weights", highlight=False, soft_wrap=True)
+        r = check_generator(name, weights=generator_weights or weights, classifier=classifier,
+                            classifier_weights=classifier_weights, out_dir=out_dir, n=n, dataset=dataset,
+                            resize=resize, seed=seed, root=root, download=download)
     t = Table(title=f"check of {name}", show_header=False)
     t.add_row("samples", f"{r['samples']} random grid latents; pixel std across samples "
                          f"{r['pixel_std_across_samples']}")

@@ -5,11 +5,13 @@ an interrupted run says how to resume it.
 """
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import fields
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
@@ -53,49 +55,63 @@ def _options(pairs: list[str]) -> dict:
     return result
 
 
-D = RunConfig()  # the defaults, shown in --help; None below means "default, or the stored value on --resume"
-
-
-@app.command()
-def run(
-    optimizer: Optional[str] = typer.Option(None, help=f"optimizer (`mango list optimizers`) (default: {D.optimizer})"),
-    budget: Optional[int] = typer.Option(None, help=f"number of candidates measured; each is shown --repeats times (default: {D.budget})"),
-    batch: Optional[int] = typer.Option(None, help="queries per optimizer step (default: the optimizer's own)"),
-    seed: Optional[int] = typer.Option(None, help=f"seed of the optimizer (default: {D.seed})"),
-    target: Optional[str] = typer.Option(None, help=f"class:N, LAYER:UNIT or LAYER:UNIT@ROW,COL (default: {D.target})"),
-    model: Optional[str] = typer.Option(None, help=f"target network (`mango list targets`) (default: {D.model})"),
-    generator: Optional[str] = typer.Option(None, help=f"generator (`mango list generators`) (default: {D.generator})"),
-    opt: list[str] = typer.Option([], "--opt", help="optimizer hyperparameter KEY=VALUE, repeatable"),
-    model_weights: Optional[str] = typer.Option(None, help="safetensors file for the target network"),
-    generator_weights: Optional[str] = typer.Option(None, help="safetensors file for the generator"),
-    repeats: Optional[int] = typer.Option(None, help="presentations per candidate, for noisy targets; they multiply the images shown (default: 1)"),
-    remeasure: Optional[int] = typer.Option(None, help="re-measure the 5 best this many times at the end (default: 0)"),
-    readout: Optional[str] = typer.Option(None, help="rate, count:A-B, latency, membrane, mean, relu, logit, prob "
-                                          "(default: rate for spiking layers, mean otherwise, logit for class:N)"),
-    noise: Optional[str] = typer.Option(None, help="injected noise: input:SD, membrane:SD, poisson (comma-separated)"),
-    steps: Optional[int] = typer.Option(None, help="time steps of a spiking target (default: the network's own)"),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="run folder (default: runs/<time>-...)"),
-    resume: bool = typer.Option(False, help="continue the run in --out (settings come from its config.json)"),
-    quiet: bool = typer.Option(False, help="no progress bar"),
-) -> None:
+def _run_command(**kw: Any) -> None:
     """Find the most exciting image of one unit and write a run folder."""
-    from .. import run as run_api
+    from .signals import exit_code
 
+    out_dir, resume, quiet, opt = kw.pop("out_dir"), kw.pop("resume"), kw.pop("quiet"), kw.pop("opt")
     with user_errors():
         try:
-            result = run_api(optimizer=optimizer, budget=budget, batch=batch, seed=seed, target=target, model=model,
-                             generator=generator, optimizer_options=_options(opt) or None,
-                             model_weights=model_weights, generator_weights=generator_weights, repeats=repeats,
-                             remeasure=remeasure, readout=readout, noise=noise, steps=steps, out=out_dir,
-                             resume=resume, progress=not quiet)
+            from ..experiment.loop import RunInterrupted
+            from ..experiment.loop import run as run_api
+
+            result = run_api(out=out_dir, resume=resume, progress=not quiet, optimizer_options=_options(opt) or None,
+                             **kw)
         except KeyboardInterrupt as exc:
-            err.print(str(exc) or "interrupted", highlight=False, soft_wrap=True)
-            raise typer.Exit(130) from None
+            if type(exc).__name__ == "RunInterrupted":
+                err.print(str(exc), highlight=False, soft_wrap=True)
+            else:
+                again = resume or (out_dir is not None and (Path(out_dir) / "config.json").exists())
+                err.print("interrupted before the search started: nothing new was measured"
+                          + (f"; continue with: mango run --resume --out {out_dir}" if again else ""),
+                          highlight=False, soft_wrap=True)
+            raise typer.Exit(exit_code()) from None
         _summary(result.summary())
 
 
+def _run_signature() -> inspect.Signature:
+    """``mango run``'s options: one per :class:`RunConfig` field (its help and default), then the folder options."""
+    kw = inspect.Parameter.KEYWORD_ONLY
+    params = []
+    defaults = RunConfig()
+    for f in fields(RunConfig):
+        if f.name == "optimizer_options":
+            params.append(inspect.Parameter("opt", kw, annotation=list[str], default=typer.Option(
+                [], "--opt", help=f.metadata["help"])))
+            continue
+        kind = Optional[int] if "int" in str(f.type) else Optional[str]
+        default = getattr(defaults, f.name)
+        shown = f" (default: {default})" if default is not None and "default" not in f.metadata["help"] else ""
+        resume = "" if f.metadata["fixed"] else "; may change on --resume"
+        params.append(inspect.Parameter(f.name, kw, annotation=kind, default=typer.Option(
+            None, "--" + f.name.replace("_", "-"), help=f.metadata["help"] + shown + resume)))
+    params += [
+        inspect.Parameter("out_dir", kw, annotation=Optional[Path],
+                          default=typer.Option(None, "--out", help="run folder (default: runs/<time>-...)")),
+        inspect.Parameter("resume", kw, annotation=bool, default=typer.Option(
+            False, help="continue the run in --out (settings come from its config.json)")),
+        inspect.Parameter("quiet", kw, annotation=bool, default=typer.Option(False, help="no progress bar")),
+    ]
+    return inspect.Signature(params)
+
+
+_run_command.__signature__ = _run_signature()  # type: ignore[attr-defined]
+_run_command.__annotations__ = {p.name: p.annotation for p in _run_command.__signature__.parameters.values()}  # type: ignore[attr-defined]
+app.command("run")(_run_command)
+
+
 def _summary(s: dict) -> None:
-    t = Table(title="MANGO run", show_header=False)
+    t = Table(title="MANGO run" + ("" if s.get("finished", True) else " (unfinished)"), show_header=False)
     for key in ("target", "model", "generator", "optimizer", "seed", "n_queries", "best_response", "best_query",
                 "wall_time_s", "run_dir"):
         value = s[key]
@@ -105,14 +121,25 @@ def _summary(s: dict) -> None:
 
 @app.command()
 def layers(model: str = typer.Argument("mnist-snn", help="a registered target network, or your own (see README)"),
-           weights: Optional[str] = typer.Option(None, help="weights file for MODEL (\"none\": untrained, where allowed)"),
+           model_weights: Optional[str] = typer.Option(
+               None, help="weights file for MODEL (\"none\": untrained; default: MODEL's own weights, or the "
+                          "untrained architecture when those are unavailable)"),
+           weights: Optional[str] = typer.Option(None, "--weights", hidden=True,
+                                                 help="deprecated spelling of --model-weights"),
            ) -> None:
     """List the addressable layers of MODEL: unit count, output shape, spiking or not."""
-    from ..targets import make_model
+    from ..targets import model_architecture
     from ..targets.layers import probe_layers
 
     with user_errors():
-        net = make_model(model, weights)
+        if weights is not None and model_weights is not None and weights != model_weights:
+            raise MangoError(f"--weights {weights!r} and --model-weights {model_weights!r} disagree; "
+                             "give --model-weights only (--weights is its old spelling)")
+        if weights is not None:
+            err.print("note: --weights is deprecated; use --model-weights", highlight=False, soft_wrap=True)
+        net, note = model_architecture(model, model_weights or weights)
+        if note:
+            err.print(f"note: {note}", highlight=False, soft_wrap=True)
         space = getattr(net, "input_space", None)
         t = Table(title=f"layers of {model}")
         for col in ("layer", "type", "units", "output shape", "spiking", "calls/forward"):
@@ -125,7 +152,7 @@ def layers(model: str = typer.Argument("mnist-snn", help="a registered target ne
         if space is not None:
             out.print(f"input: {space.describe()}", highlight=False)
         if getattr(net, "num_steps", None):
-            out.print(f"time steps: {net.num_steps} (change with --steps)", highlight=False)
+            out.print(f"time steps: {net.num_steps} (mango run --steps T changes them)", highlight=False)
         spiking = next((i.name for i in infos if i.spiking), infos[-1].name if infos else "LAYER")
         out.print(f"address units as LAYER:UNIT (e.g. {spiking}:0), one position as LAYER:UNIT@ROW,COL, "
                   "class outputs as class:N", highlight=False)
@@ -154,15 +181,47 @@ def list_(family: Family = typer.Argument(..., help="optimizers, generators or t
 
 
 @app.command()
-def show(run_dir: Path = typer.Argument(..., help="a run folder written by `mango run`")) -> None:
-    """Summarize a finished run."""
+def show(run_dir: Path = typer.Argument(..., help="a run folder written by `mango run` (finished or not)")) -> None:
+    """Summarize a run; works while it runs."""
     from ..experiment import load_run
 
     with user_errors():
-        s = load_run(run_dir)
-        _summary(s)
-        out.print(f"history: {len(s['history'])} queries; pictures: "
-                  f"{', '.join(p.name for p in sorted(Path(run_dir).glob('*.png')) + sorted(Path(run_dir).glob('*.gif')))}")
+        r = load_run(run_dir, unfinished=True)
+        _summary(r.summary())
+        pictures = sorted(Path(run_dir).glob("*.png")) + sorted(Path(run_dir).glob("*.gif"))
+        if r.finished:
+            out.print(f"history: {r.n_queries} queries; pictures: {', '.join(p.name for p in pictures)}",
+                      highlight=False)
+        else:
+            out.print(f"unfinished: {r.n_queries} of {r.config.budget} queries measured; continue with "
+                      f"mango run --resume --out {run_dir}", highlight=False, soft_wrap=True)
+
+
+class Format(str, Enum):
+    csv = "csv"
+    parquet = "parquet"
+
+
+@app.command()
+def export(run_dir: Path = typer.Argument(..., help="a run folder"),
+           fmt: Format = typer.Option(..., "--format", help="csv or parquet"),
+           out_file: Path = typer.Option(..., "--out", help="file to write")) -> None:
+    """Write a run's history, one row per presentation with its status, as CSV or Parquet."""
+    from ..experiment import export_run
+
+    with user_errors():
+        out.print(f"wrote {export_run(run_dir, fmt.value, out_file)}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def convert(folders: list[Path] = typer.Argument(..., help="run folders of MANGO 0.1 (history.csv), or folders "
+                                                           "holding them")) -> None:
+    """Convert MANGO 0.1 run folders (history.csv) into run stores (run.db); the CSV is kept as history.v0.csv."""
+    from ..experiment.convert import convert_folders
+
+    with user_errors():
+        for line in convert_folders(folders):
+            out.print(line, highlight=False, soft_wrap=True)
 
 
 from . import check, train  # noqa: E402  (sub-apps; they import user_errors from this module)

@@ -1,18 +1,14 @@
 """Pictures of a run: the MEI, the convergence plot and the GIF of the best image."""
 from __future__ import annotations
 
-from pathlib import Path
+from typing import IO
 
-import matplotlib
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from .history import best_rows, best_so_far, latents  # noqa: E402
+from .history import best_rows, best_so_far, latents
 
 
 def to_pil(image: torch.Tensor, scale: int = 8) -> Image.Image:
@@ -23,12 +19,19 @@ def to_pil(image: torch.Tensor, scale: int = 8) -> Image.Image:
     return img.resize((img.width * scale, img.height * scale), Image.NEAREST)
 
 
-def convergence_plot(history: pd.DataFrame, path: Path, title: str) -> None:
-    """Best response so far vs number of queries, over every measured response."""
+def convergence_plot(history: pd.DataFrame, path: str | IO[bytes], title: str) -> None:
+    """Best response so far vs number of queries, over every measured response.
+
+    Drawn on a bare :class:`~matplotlib.figure.Figure` (Agg canvas): no pyplot, no global backend
+    switch, so importing or running MANGO changes nothing in the user's matplotlib.
+    """
+    from matplotlib.figure import Figure
+
     r = history["response"].to_numpy(dtype=float)
     q = history["query"].to_numpy() + 1
     best = best_so_far(history)
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    fig = Figure(figsize=(6, 4), dpi=120)
+    ax = fig.subplots()
     ax.scatter(q, r, s=3, alpha=0.25, color="tab:gray", label="each query")
     ax.step(q, best, where="post", color="tab:orange", lw=2, label="best so far")
     ax.set_xlabel("number of queries")
@@ -37,8 +40,7 @@ def convergence_plot(history: pd.DataFrame, path: Path, title: str) -> None:
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    fig.savefig(path, format="png")
 
 
 def improvements(history: pd.DataFrame, max_frames: int = 40) -> pd.DataFrame:
@@ -53,17 +55,29 @@ def improvements(history: pd.DataFrame, max_frames: int = 40) -> pd.DataFrame:
     return rows
 
 
-def top_grid(history: pd.DataFrame, decode, path: Path, dim: int, n: int = 16) -> None:
+def grid(images: torch.Tensor, nrow: int, pad: int = 1, pad_value: float = 0.5) -> torch.Tensor:
+    """Images ``[N, C, H, W]`` tiled row-major into one ``[C, H', W']`` image with ``pad`` pixels between.
+
+    torchvision's ``make_grid`` does this too, but importing torchvision costs ~2 s per run.
+    """
+    n, c, h, w = images.shape
+    rows = -(-n // nrow)
+    out = torch.full((c, rows * (h + pad) + pad, nrow * (w + pad) + pad), pad_value, dtype=images.dtype)
+    for i, img in enumerate(images):
+        r, q = divmod(i, nrow)
+        out[:, pad + r * (h + pad): pad + r * (h + pad) + h, pad + q * (w + pad): pad + q * (w + pad) + w] = img
+    return out
+
+
+def top_grid(history: pd.DataFrame, decode, path: str | IO[bytes], dim: int, n: int = 16) -> None:
     """The ``n`` best distinct images of the run as one PNG grid, best first (row-major)."""
-    from torchvision.utils import make_grid
-
     rows = best_rows(history, n, dim)
-    grid = make_grid(decode(latents(rows, dim)), nrow=int(np.ceil(np.sqrt(len(rows)))), padding=1, pad_value=0.5)
-    to_pil(grid, scale=4).save(path)
+    images = decode(latents(rows, dim))
+    to_pil(grid(images, nrow=int(np.ceil(np.sqrt(len(rows))))), scale=4).save(path, format="PNG")
 
 
-def evolution_gif(history: pd.DataFrame, decode, path: Path, dim: int) -> None:
+def evolution_gif(history: pd.DataFrame, decode, path: str | IO[bytes], dim: int) -> None:
     """Animated GIF of the best image each time it improved (decoded again from the history)."""
     frames = [to_pil(img) for img in decode(latents(improvements(history), dim))]
     durations = [200] * (len(frames) - 1) + [1500]
-    frames[0].save(path, save_all=True, append_images=frames[1:], duration=durations, loop=0)
+    frames[0].save(path, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0)

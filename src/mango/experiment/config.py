@@ -1,70 +1,118 @@
-"""The settings of one run, stored as ``config.json`` in its folder."""
+"""The settings of one run: declared once here, read by the API, the CLI, resume and the summary.
+
+Each field's metadata carries its command-line help and whether a resume may change it
+(``fixed``): :func:`mango.run` takes the field names as keywords, ``mango run`` builds one option per
+field, and ``config.json`` stores them all.
+"""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
-from ..errors import MangoError
+from ..errors import MangoError, first_line
 
-#: settings that must match when a run is resumed (the budget may grow)
-FIXED_ON_RESUME = ("generator", "model", "target", "optimizer", "optimizer_options", "batch", "seed",
-                   "model_weights", "generator_weights", "repeats", "readout", "noise", "steps")
+
+def setting(default: Any, help: str, fixed: bool = True, **kw: Any) -> Any:
+    """A run setting: ``fixed`` ones must match when a run is resumed (the budget may grow)."""
+    if isinstance(default, dict):
+        return field(default_factory=dict, metadata={"help": help, "fixed": fixed, **kw})
+    return field(default=default, metadata={"help": help, "fixed": fixed, **kw})
 
 
 @dataclass
 class RunConfig:
     """Everything needed to reproduce a run; the embedded default is the default."""
 
-    generator: str = "mnist-sngan"
-    model: str = "mnist-snn"
-    target: str = "lif2:12"
-    optimizer: str = "sepcma"
-    optimizer_options: dict = field(default_factory=dict)
-    budget: int = 3000
-    batch: int | None = None
-    seed: int = 0
-    model_weights: str | None = None
-    generator_weights: str | None = None
-    #: measurements per candidate (noisy targets): the history keeps their mean and spread
-    repeats: int = 1
-    #: at the end, measure the 5 best candidates this many more times and report the best mean
-    remeasure: int = 0
-    #: how the unit's activity becomes a response (default: rate for spiking layers, mean otherwise)
-    readout: str | None = None
-    #: injected trial-to-trial noise, e.g. "poisson" or "input:0.1,membrane:0.05" (default: none)
-    noise: str | None = None
-    #: time steps of a spiking target (default: the network's own)
-    steps: int | None = None
+    generator: str = setting("mnist-sngan", "generator (`mango list generators`)")
+    model: str = setting("mnist-snn", "target network (`mango list targets`)")
+    target: str = setting("lif2:12", "class:N, LAYER:UNIT or LAYER:UNIT@ROW,COL")
+    optimizer: str = setting("sepcma", "optimizer (`mango list optimizers`)")
+    optimizer_options: dict = setting({}, "optimizer hyperparameter KEY=VALUE, repeatable", option="--opt")
+    budget: int = setting(3000, "number of candidates measured; each is shown --repeats times", fixed=False)
+    batch: int | None = setting(None, "queries per optimizer step (default: the optimizer's own)")
+    seed: int = setting(0, "seed of the optimizer (and of injected noise)")
+    model_weights: str | None = setting(None, "weights file for the target network (.safetensors, .pt)")
+    generator_weights: str | None = setting(None, "weights file for the generator (.safetensors, .pt)")
+    repeats: int = setting(1, "presentations per candidate, for noisy targets; they multiply the images shown")
+    remeasure: int = setting(0, "at the end, measure the 5 best this many more times and report the best mean",
+                             fixed=False)
+    readout: str | None = setting(None, "rate, count:A-B, latency, membrane, mean, relu, logit, prob (default: "
+                                  "rate for spiking layers, mean otherwise, logit for class:N)")
+    noise: str | None = setting(None, "injected trial-to-trial noise: input:SD, membrane:SD, poisson "
+                                "(comma-separated)")
+    steps: int | None = setting(None, "time steps of a spiking target (default: the network's own)")
 
-    def validate(self) -> None:
-        if not isinstance(self.budget, int) or self.budget < 1:
-            raise MangoError(f"budget must be a positive integer, got {self.budget!r}")
-        if self.batch is not None and (not isinstance(self.batch, int) or self.batch < 1):
-            raise MangoError(f"batch must be a positive integer, got {self.batch!r}")
-        if not isinstance(self.repeats, int) or self.repeats < 1:
-            raise MangoError(f"repeats must be a positive integer, got {self.repeats!r}")
-        if not isinstance(self.remeasure, int) or self.remeasure < 0:
+    def validate(self) -> RunConfig:
+        """Types and ranges of every setting, each failure one line naming the value."""
+        for f in fields(self):
+            value, kind = getattr(self, f.name), f.type
+            optional = "None" in str(kind)
+            if value is None and optional:
+                continue
+            if "int" in str(kind):
+                ok = isinstance(value, int) and not isinstance(value, bool)
+                want = "an integer"
+            elif "dict" in str(kind):
+                ok = isinstance(value, dict) and all(isinstance(k, str) for k in value)
+                want = "a mapping of option names to values"
+            else:
+                ok = isinstance(value, str) and value != ""
+                want = "a non-empty string"
+            if not ok:
+                raise MangoError(f"{f.name} must be {want}{' or None' if optional else ''}, got {value!r}")
+        for name in ("budget", "repeats") + (("batch",) if self.batch is not None else ()) + \
+                (("steps",) if self.steps is not None else ()):
+            if getattr(self, name) < 1:
+                raise MangoError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.remeasure < 0:
             raise MangoError(f"remeasure must be a non-negative integer, got {self.remeasure!r}")
+        if self.seed < 0:
+            raise MangoError(f"seed must be a non-negative integer, got {self.seed!r}")
+        bad = {k: v for k, v in self.optimizer_options.items() if isinstance(v, float) and not math.isfinite(v)}
+        if bad:
+            raise MangoError(f"optimizer options must be finite, got {bad}")
         if self.batch is not None and self.budget < self.batch:
             raise MangoError(f"budget {self.budget} is smaller than batch {self.batch}; use budget >= batch")
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2) + "\n"
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: object, source: str = "settings") -> RunConfig:
+        """Settings from a mapping (``config.json``, keyword arguments); unknown or ill-typed ones are one line."""
+        if not isinstance(data, dict):
+            raise MangoError(f"{source} must be a JSON object of run settings, got {type(data).__name__}: "
+                             f"{json.dumps(data)[:60]}")
+        names = [f.name for f in fields(cls)]
+        bad = sorted(set(data) - set(names))
+        if bad:
+            raise MangoError(f"unknown settings {bad} in {source}; allowed: {', '.join(names)}")
+        cfg = cls(**data)
+        try:
+            return cfg.validate()
+        except MangoError as exc:
+            raise MangoError(f"{exc} (in {source})") from None
 
     @classmethod
     def load(cls, path: Path) -> RunConfig:
         try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise MangoError(f"cannot read run config {path}: {exc}") from None
-        names = {f.name for f in fields(cls)}
-        bad = sorted(set(data) - names)
-        if bad:
-            raise MangoError(f"unknown keys {bad} in run config {path}; allowed: {', '.join(sorted(names))}")
-        return cls(**data)
+            data = json.loads(Path(path).read_bytes().decode("utf-8"))
+        except (OSError, ValueError) as exc:
+            raise MangoError(f"cannot read run config {path}: {first_line(exc)} (restore it, or start a new run "
+                             "in another folder)") from None
+        return cls.from_dict(data, str(path))
 
     def mismatches(self, other: RunConfig) -> list[str]:
         """Settings fixed on resume where ``other`` differs from this (stored) config."""
-        return [f"{k}: run has {getattr(self, k)!r}, given {getattr(other, k)!r}" for k in FIXED_ON_RESUME
-                if getattr(self, k) != getattr(other, k)]
+        return [f"{f.name}: run has {getattr(self, f.name)!r}, given {getattr(other, f.name)!r}"
+                for f in fields(self) if f.metadata["fixed"] and getattr(self, f.name) != getattr(other, f.name)]
+
+
+SETTINGS = tuple(f.name for f in fields(RunConfig))

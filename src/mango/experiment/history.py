@@ -1,62 +1,38 @@
-"""The query history: one CSV row per query, appended as each batch is measured.
+"""The query history of a run as a pandas DataFrame: one row per query, latent columns ``z0..``.
 
-CSV keeps it readable everywhere (``pandas.read_csv``, ``numpy.genfromtxt``,
-a spreadsheet). Each batch is written with one ``write`` + ``fsync``, so a
-crash loses at most the batch being measured; a torn last line or an
-incomplete batch (fewer rows than its ``asked`` size) is dropped on resume.
+Read from the run store (``run.db``) or, for a MANGO 0.1 folder, from its ``history.csv``.
 """
 from __future__ import annotations
 
-import io
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-COLUMNS = ("query", "batch", "asked", "response", "response_sd", "value", "elapsed_s", "batch_s", "optimizer_s")
+from ..errors import MangoError
+from .legacy import LEGACY_NAME, legacy_history
+from .store import COLUMNS, DB_NAME, Damage, RunStore, latent_columns
+
+__all__ = ["COLUMNS", "best_rows", "best_so_far", "latent_columns", "latents", "read_history", "scan_history"]
 
 
-def latent_columns(dim: int) -> list[str]:
-    return [f"z{i}" for i in range(dim)]
+def _zcols(rows: pd.DataFrame) -> list[str]:
+    return [c for c in rows.columns if c.startswith("z") and c[1:].isdigit()]
 
 
-class HistoryWriter:
-    """Appends measured batches to ``path``; creates the header on first use."""
-
-    def __init__(self, path: Path, dim: int) -> None:
-        self.path, self.dim = Path(path), dim
-        if not self.path.exists() or self.path.stat().st_size == 0:
-            self.path.write_text(",".join([*COLUMNS, *latent_columns(dim)]) + "\n")
-
-    def append(self, first_query: int, batch: int, z: torch.Tensor, responses: torch.Tensor, sd: torch.Tensor,
-               values: torch.Tensor, elapsed: float, batch_s: float, optimizer_s: float) -> None:
-        """One batch: ``elapsed`` since the run started, ``batch_s`` for the whole batch, ``optimizer_s`` in ask+tell."""
-        zs = z.cpu().numpy()
-        buf = io.StringIO()
-        for i in range(len(zs)):
-            head = f"{first_query + i},{batch},{len(zs)},{float(responses[i])!r},{float(sd[i])!r},{float(values[i])!r},{elapsed:.6f},{batch_s:.6f},{optimizer_s:.6f}"
-            buf.write(head + "," + ",".join(map(repr, zs[i].tolist())) + "\n")
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
-        try:  # one syscall per batch: a kill cannot interleave half a batch with the next
-            os.write(fd, buf.getvalue().encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def latents(rows: pd.DataFrame, dim: int) -> torch.Tensor:
+def latents(rows: pd.DataFrame, dim: int | None = None) -> torch.Tensor:
     """Candidates as recorded: integer columns are grid indices (long), float columns box values (float64)."""
-    cols = latent_columns(dim)
+    cols = latent_columns(dim) if dim is not None else _zcols(rows)
     z = torch.tensor(rows[cols].to_numpy())
     return z.long() if all(pd.api.types.is_integer_dtype(rows[c]) for c in cols) else z.double()
 
 
-def best_rows(history: pd.DataFrame, n: int, dim: int) -> pd.DataFrame:
+def best_rows(history: pd.DataFrame, n: int, dim: int | None = None) -> pd.DataFrame:
     """The ``n`` best distinct candidates, best first (failed measurements last)."""
     order = np.argsort(-history["value"].to_numpy(dtype=float), kind="stable")
-    return history.iloc[order].drop_duplicates(subset=latent_columns(dim)).head(n)
+    cols = latent_columns(dim) if dim is not None else _zcols(history)
+    return history.iloc[order].drop_duplicates(subset=cols).head(n)
 
 
 def best_so_far(history: pd.DataFrame) -> np.ndarray:
@@ -65,22 +41,29 @@ def best_so_far(history: pd.DataFrame) -> np.ndarray:
     return np.maximum.accumulate(np.where(np.isfinite(r), r, -np.inf))
 
 
-def read_history(path: Path) -> pd.DataFrame:
-    """The recorded queries as a DataFrame (columns ``query, batch, response, ..., z0..``)."""
-    return pd.read_csv(path)  # pandas >= 3 parses floats round-trip exact (float latents resume bit-exact)
+def scan_history(run_dir: str | Path) -> tuple[pd.DataFrame, list[Damage]]:
+    """Every intact record of a run folder, and what is wrong with the rest (damaged records, gaps)."""
+    run_dir = Path(run_dir)
+    if (run_dir / DB_NAME).is_file():
+        with RunStore.read(run_dir) as store:
+            df, damage = store.history()
+    elif (run_dir / LEGACY_NAME).is_file():
+        df, damage = legacy_history(run_dir / LEGACY_NAME)
+    else:
+        raise MangoError(f"{run_dir} holds no measured queries: neither {DB_NAME} nor {LEGACY_NAME} is there")
+    q = df["query"].to_numpy()
+    missing = np.setdiff1d(np.arange(q.max() + 1 if len(q) else 0), q)
+    if len(missing) and not damage:
+        damage = [Damage(f"query {int(missing[0])}", f"{len(missing)} queries missing (set aside)", "")]
+    return df, damage
 
 
-def repair_history(path: Path, dim: int) -> pd.DataFrame:
-    """Keep only whole batches (drop a torn line or a half-written last batch); rewrite the file."""
-    lines = Path(path).read_text().splitlines()
-    width = len(COLUMNS) + dim
-    good = [lines[0]] + [ln for ln in lines[1:] if ln.count(",") == width - 1]
-    df = pd.read_csv(io.StringIO("\n".join(good) + "\n"))
-    df = df[df["query"].to_numpy() == np.arange(len(df))]  # stop at the first gap
-    if len(df):
-        last = df["batch"].iloc[-1]
-        rows = df["batch"] == last
-        if rows.sum() < df.loc[rows, "asked"].iloc[0]:
-            df = df[~rows]
-    Path(path).write_text("\n".join(good[: len(df) + 1]) + "\n")
-    return df.reset_index(drop=True)
+def read_history(run_dir: str | Path) -> pd.DataFrame:
+    """The recorded queries of a run folder as a DataFrame; a damaged record is a one-line MangoError naming it."""
+    df, damage = scan_history(run_dir)
+    if damage:
+        d = damage[0]
+        more = f" and {len(damage) - 1} more" if len(damage) > 1 else ""
+        raise MangoError(f"{run_dir}: damaged record at {d.position} ({d.reason}){more}; nothing was dropped: "
+                         f"mango run --resume --out {run_dir} sets it aside and measures it again")
+    return df

@@ -45,15 +45,34 @@ class TorchGenerator(Generator):
 
     def __init__(self, module: nn.Module, space: LatentSpace, image_shape: tuple[int, int, int],
                  name: str = "torch-module", image_space: ImageSpace | None = None) -> None:
-        self.module = module.eval()
-        self.space, self.image_shape, self.name = space, tuple(image_shape), name
+        if not callable(module):
+            raise MangoError(f"generator {name!r}: module must be a torch nn.Module, got a {type(module).__name__}")
+        if not isinstance(space, LatentSpace):
+            raise MangoError(f"generator {name!r}: space must be a mango.LatentSpace, got a {type(space).__name__}")
+        self.module = module.eval() if hasattr(module, "eval") else module
+        self.space, self.image_shape, self.name = space, ImageSpace(tuple(image_shape)).shape, name
         if image_space is not None and tuple(image_space.shape) != self.image_shape:
-            raise MangoError(f"image_space shape {list(image_space.shape)} differs from image_shape {list(image_shape)}")
+            raise MangoError(f"image_space shape {list(image_space.shape)} differs from image_shape "
+                             f"{list(image_shape)}")
         self._image_space = image_space
 
     @torch.inference_mode()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.module(self.space.values(self.space.check(z)))
+        z = self.space.check(z)
+        return check_images(self.module(self.space.values(z)), len(z), self.image_shape, self.name)
+
+
+def check_images(images: object, batch: int, shape: tuple[int, ...], name: str) -> torch.Tensor:
+    """A generator module's output checked to be images ``[batch, *shape]`` (a one-line MangoError if not)."""
+    want = f"a torch.Tensor of images [batch, {', '.join(map(str, shape))}] = [{batch}, {', '.join(map(str, shape))}]"
+    if not isinstance(images, torch.Tensor):
+        t = type(images)
+        kind = t.__name__ if t.__module__ == "builtins" else f"{t.__module__.split('.')[0]}.{t.__qualname__}"
+        raise MangoError(f"generator {name!r} returned a {kind}; expected {want}")
+    if tuple(images.shape) != (batch, *shape):
+        raise MangoError(f"generator {name!r} returned images of shape {list(images.shape)} for {batch} latents; "
+                         f"expected {want}")
+    return images
 
 
 GENERATORS: Registry[Generator] = Registry("generator")

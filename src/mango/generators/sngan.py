@@ -9,11 +9,14 @@ cheap on a CPU (about 15 MFLOP per image).
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from ..checkpoints import WEIGHTS_DIR, load_weights, read_card
+from ..checkpoints import WEIGHTS_DIR, build, build_from_card, card_where, load_weights, read_card, untrained
+from ..errors import MangoError
 from .base import GENERATORS, TorchGenerator
 from .space import LatentSpace
 
@@ -23,7 +26,10 @@ class SNGANGenerator(nn.Module):
 
     def __init__(self, dim: int = 64, channels: int = 1, width: int = 64) -> None:
         super().__init__()
-        self.dim, self.width = dim, width
+        if dim < 1 or channels < 1 or width < 4:  # the last convs have width // 4 channels
+            raise MangoError(f"SNGANGenerator needs dim >= 1, channels >= 1 and width >= 4, got dim={dim}, "
+                             f"channels={channels}, width={width}")
+        self.dim, self.width, self.channels = dim, width, channels
         self.fc = nn.Sequential(nn.Linear(dim, width * 7 * 7), nn.BatchNorm1d(width * 7 * 7), nn.ReLU())
         self.up = nn.Sequential(
             nn.Upsample(scale_factor=2),
@@ -62,11 +68,29 @@ class SNGANDiscriminator(nn.Module):
 
 
 
+EMBEDDED = WEIGHTS_DIR / "mnist_sngan.safetensors"
+
+
+def latent_space_from_card(path: str | Path, card: dict) -> LatentSpace:
+    """The card's ``latent_space`` ``{dim, size, bounds}``; a one-line MangoError naming the card if malformed."""
+    if "latent_space" not in card:
+        raise MangoError(f"{card_where(path)} does not describe a LatentSpace: it has no 'latent_space' entry")
+    return build(LatentSpace, card["latent_space"], card_where(path))
+
+
 @GENERATORS.register("mnist-sngan")
 def mnist_sngan(weights: str | None = None) -> TorchGenerator:
     """Embedded SN-GAN for 28x28 digits: 64-d latent, 64-point grid on [-4, 4]."""
-    path = weights or WEIGHTS_DIR / "mnist_sngan.safetensors"
-    card = read_card(path)
-    module = load_weights(SNGANGenerator(**card["architecture"]), path)
-    s = card["latent_space"]
-    return TorchGenerator(module, LatentSpace(s["dim"], s["size"], tuple(s["bounds"])), (1, 28, 28), "mnist-sngan")
+    if weights == "none":  # the embedded architecture, untrained
+        card = read_card(EMBEDDED)
+        module = untrained(SNGANGenerator, **card["architecture"])
+        path = EMBEDDED
+    else:
+        path = weights or EMBEDDED
+        card = read_card(path)
+        module = load_weights(build_from_card(SNGANGenerator, path, card), path)
+    space = latent_space_from_card(path, card)
+    if space.dim != module.dim:
+        raise MangoError(f"{card_where(path)} does not describe its generator: latent_space dim {space.dim} differs "
+                         f"from the architecture's dim {module.dim}")
+    return TorchGenerator(module, space, (module.channels, 28, 28), "mnist-sngan")

@@ -33,10 +33,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from ..checkpoints import load_weights, read_card
+from ..checkpoints import build, build_from_card, card_where, load_weights, read_card, untrained
 from ..errors import MangoError
 from ..imagespace import ImageSpace
 from .base import GENERATORS, TorchGenerator
+from .sngan import latent_space_from_card
 from .space import LatentSpace
 
 #: the declared latent space: 128 coordinates, each on a 64-point grid over [-4, 4]
@@ -72,6 +73,8 @@ class SNGAN32Generator(nn.Module):
 
     def __init__(self, dim: int = 128, width: int = 256) -> None:
         super().__init__()
+        if dim < 1 or width < 1:
+            raise MangoError(f"SNGAN32Generator needs dim >= 1 and width >= 1, got dim={dim}, width={width}")
         self.dim, self.width = dim, width
         self.fc = _init(nn.Linear(dim, 4 * 4 * width), 1.0)
         self.blocks = nn.Sequential(*(GBlock(width, width) for _ in range(3)))
@@ -129,18 +132,30 @@ def generator_gflop(width: int, dim: int = 128) -> float:
 
 
 def load_trained(name: str, arch: str, weights: str | Path | None) -> TorchGenerator:
-    """A generator written by ``mango train gen --arch ARCH``: architecture, latent space, image space from its card."""
+    """A generator written by ``mango train gen --arch ARCH``: architecture, latent space, image space from its card.
+
+    ``weights="none"``: the architecture of ``arch`` untrained (seeded 0), for listing and tests, not for MEIs.
+    """
     if weights is None:
         raise MangoError(f"no pretrained weights ship for {name}; train them with `mango train gen --arch {arch} "
                          f"--dataset cifar10 --out DIR` and pass DIR/generator.safetensors as the generator weights")
+    if weights == "none":
+        module = untrained(SNGAN32Generator, dim=SPACE.dim, **SIZES[arch][0])
+        return TorchGenerator(module, SPACE, (3, 32, 32), name, ImageSpace((3, 32, 32)))
     card = read_card(weights)
     if card.get("arch") != arch:
         raise MangoError(f"weights {weights} were trained as arch {card.get('arch')!r}, not {arch!r} (the {name} "
                          f"generator); use the generator that matches the card")
-    module = load_weights(SNGAN32Generator(**card.get("architecture", {})), weights)
-    s = card.get("latent_space", SPACE.to_dict())
-    space = ImageSpace(**card.get("image_space", {"shape": (3, 32, 32)}))
-    return TorchGenerator(module, LatentSpace(s["dim"], s["size"], tuple(s["bounds"])), (3, 32, 32), name, space)
+    module = load_weights(build_from_card(SNGAN32Generator, weights, card, required=False), weights)
+    space = latent_space_from_card(weights, card) if "latent_space" in card else SPACE
+    if space.dim != module.dim:
+        raise MangoError(f"{card_where(weights)} does not describe its generator: latent_space dim {space.dim} "
+                         f"differs from the architecture's dim {module.dim}")
+    images = build(ImageSpace, card.get("image_space", {"shape": [3, 32, 32]}), card_where(weights))
+    if images.shape != (3, 32, 32):
+        raise MangoError(f"{card_where(weights)} does not describe a {name} generator: image_space shape "
+                         f"{list(images.shape)}, but it makes 3x32x32 images")
+    return TorchGenerator(module, space, (3, 32, 32), name, images)
 
 
 @GENERATORS.register("cifar-sngan")

@@ -1,6 +1,7 @@
 """The latent space a generator exposes to optimizers."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -24,8 +25,22 @@ class LatentSpace:
     bounds: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
-        if self.dim < 1 or self.size < 2:
-            raise MangoError(f"latent space needs dim >= 1 and size >= 2, got dim={self.dim}, size={self.size}")
+        def integer(v: object) -> bool:
+            return not isinstance(v, bool) and hasattr(type(v), "__index__")
+
+        if not (integer(self.dim) and integer(self.size)) or self.dim < 1 or self.size < 2:
+            raise MangoError(f"latent space needs integers dim >= 1 and size >= 2, got dim={self.dim!r}, "
+                             f"size={self.size!r}")
+        object.__setattr__(self, "dim", int(self.dim))
+        object.__setattr__(self, "size", int(self.size))
+        if self.bounds is not None:
+            b = self.bounds
+            ok = not isinstance(b, (str, bytes)) and hasattr(b, "__len__") and len(b) == 2 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in b)
+            if not ok or not b[0] < b[1]:
+                raise MangoError(f"latent space bounds must be two finite numbers low < high (or null for "
+                                 f"categorical codes), got {b!r}")
+            object.__setattr__(self, "bounds", (b[0], b[1]))
 
     @property
     def is_binary_quantizable(self) -> bool:

@@ -20,7 +20,7 @@ import json
 
 from torch import nn
 
-from ..checkpoints import load_state
+from ..checkpoints import build, load_state
 from ..errors import MangoError
 from ..imagespace import ImageSpace
 from ..targets.user_module import SCRIPT_SUFFIXES, USER_PATH, import_module_of, is_user_model, load_torchscript
@@ -34,22 +34,23 @@ DECLARE = ("declare the latent space and images: set latent_space = mango.Latent
 def _space(data: object, where: str) -> LatentSpace:
     if isinstance(data, LatentSpace):
         return data
-    if isinstance(data, dict) and {"dim", "size"} <= set(data):
-        bounds = data.get("bounds")
-        return LatentSpace(int(data["dim"]), int(data["size"]), tuple(bounds) if bounds is not None else None)
-    raise MangoError(f"{where}: latent space must be a LatentSpace or {{dim, size, bounds}}; {DECLARE}")
+    if isinstance(data, dict) and {"dim", "size"} <= set(data) and set(data) <= {"dim", "size", "bounds"}:
+        return build(LatentSpace, data, f"latent space of generator {where!r}")
+    raise MangoError(f"generator {where!r}: latent space must be a LatentSpace or {{dim, size, bounds}}, got "
+                     f"{data!r:.100}; {DECLARE}")
 
 
 def _images(module: object, data: dict | None, where: str) -> ImageSpace:
     if data is not None:
-        space = ImageSpace(tuple(data["image_shape"]), data.get("mean"), data.get("std"))
-    else:
-        space = getattr(module, "image_space", None)
-        shape = getattr(module, "image_shape", None)
-        space = space if isinstance(space, ImageSpace) else ImageSpace(tuple(shape)) if shape is not None else None
-    if space is None:
-        raise MangoError(f"generator {where!r} does not declare its images; {DECLARE}")
-    return space
+        fields = {"shape": data.get("image_shape"), "mean": data.get("mean"), "std": data.get("std")}
+        return build(ImageSpace, fields, f"mango.json of generator {where!r}")
+    space = getattr(module, "image_space", None)
+    shape = getattr(module, "image_shape", None)
+    if isinstance(space, ImageSpace):
+        return space
+    if shape is not None:
+        return build(ImageSpace, {"shape": shape}, f"image_shape of generator {where!r}")
+    raise MangoError(f"generator {where!r} does not declare its images; {DECLARE}")
 
 
 def wrap(module: nn.Module, name: str, declared: dict | None = None) -> TorchGenerator:

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoints import load_state, load_weights, read_card, release_file
+from ..checkpoints import build_from_card, load_state, load_weights, release_file, untrained
 from ..errors import MangoError
 from ..imagespace import CIFAR10_MEAN, CIFAR10_STD, ImageSpace
 from .base import GENERATORS, Generator
@@ -160,6 +160,16 @@ class VQVAE(nn.Module):
                  num_embeddings: int = 512, embedding_dim: int = 64, commitment_cost: float = 0.25,
                  decay: float = 0.99) -> None:
         super().__init__()
+        lows = {"num_hiddens": 2, "num_residual_layers": 0, "num_residual_hiddens": 1, "num_embeddings": 2,
+                "embedding_dim": 1}
+        given = {"num_hiddens": num_hiddens, "num_residual_layers": num_residual_layers,
+                 "num_residual_hiddens": num_residual_hiddens, "num_embeddings": num_embeddings,
+                 "embedding_dim": embedding_dim}
+        for key, low in lows.items():
+            if given[key] < low:
+                raise MangoError(f"VQVAE {key} must be an integer >= {low}, got {given[key]}")
+        if not (commitment_cost >= 0 and 0 < decay <= 1):
+            raise MangoError(f"VQVAE needs commitment_cost >= 0 and 0 < decay <= 1, got {commitment_cost}, {decay}")
         self.config = dict(num_hiddens=num_hiddens, num_residual_layers=num_residual_layers,
                            num_residual_hiddens=num_residual_hiddens, num_embeddings=num_embeddings,
                            embedding_dim=embedding_dim, commitment_cost=commitment_cost, decay=decay)
@@ -224,9 +234,14 @@ class VQVAEGenerator(Generator):
 @GENERATORS.register("cifar-vqvae")
 def cifar_vqvae(weights: str | Path | None = None) -> VQVAEGenerator:
     """MANGO release VQ-VAE for CIFAR-10: 64 categorical codes (8x8 grid) of 512 each."""
+    if weights == "none":  # the release architecture, untrained (seeded 0): for listing and tests
+        return VQVAEGenerator(untrained(VQVAE))
     path = Path(weights) if weights is not None else release_file(RELEASE_NAME)
     if path.suffix == ".safetensors":  # our own format: architecture in the JSON card
-        model = load_weights(VQVAE(**read_card(path).get("architecture", {})), path)
+        model = load_weights(build_from_card(VQVAE, path, required=False), path)
     else:
         model = load_state(VQVAE(), path)
     return VQVAEGenerator(model)
+
+
+cifar_vqvae.release_file = RELEASE_NAME  # default weights: a MANGO release checkpoint (see mango.checkpoints)

@@ -1,49 +1,181 @@
-"""The batched ask/tell interface every optimizer implements.
+"""The batched ask/tell interface: the base does the bookkeeping, each method only ``_ask``/``_tell``.
 
-Optimizers *maximize*. ``ask(k)`` proposes ``k`` candidates as a
-``LongTensor[k, dim]`` of grid indices (continuous optimizers may return
-floats in the space's bounds); ``tell`` gives back one value per candidate,
-higher is better, ``-inf`` for failed measurements (NaN/inf responses).
+Optimizers *maximize*. ``ask(k)`` proposes ``k`` candidates ``[k, dim]``: ``int64`` grid indices (or
+categorical codes) in ``[0, size)``, or ``float64`` points within the space's bounds; ``tell`` gives back
+one value per candidate, in ask order, higher is better.
 
-Optimizers must be deterministic given their seed and the sequence of
-``tell`` calls: the experiment loop resumes a crashed run by *replaying* the
-recorded history through ``ask``/``tell`` (Optuna-style: the history is the
-only state on disk), and checks that every replayed candidate equals the
-recorded one.
+The public :meth:`Optimizer.ask` / :meth:`Optimizer.tell` are final (as in Nevergrad's
+``optimization/base.py``) so that every method gets the same guarantees without repeating them: ``k`` and
+the values are validated, NaN and +-inf become ``-inf`` ("failed measurement", the worst value) before
+``_tell`` sees them, a method can never be told more values than it proposed, what ``_ask`` returns is
+checked (a wrong shape, dtype or range is a bug of the method: ``RuntimeError``), and both run under
+:func:`~mango.optimizers.threads.one_thread`.
+
+Optimizers must be deterministic given their seed and the sequence of ``tell`` calls: the experiment loop
+resumes a crashed run by *replaying* the recorded history through ``ask``/``tell`` (Optuna-style: the
+history is the only state on disk), and checks that every replayed candidate equals the recorded one.
 """
 from __future__ import annotations
 
 import json
+import math
 from abc import ABC, abstractmethod
+from numbers import Integral
+from typing import Any, final
 
+import numpy as np
 import torch
 
+from ..errors import MangoError
 from ..generators.space import LatentSpace
 from ..registry import Registry
+from .threads import one_thread
+
+
+def check_seed(seed: object) -> int:
+    """``seed`` as an ``int``: integers (and integral floats) >= 0; bools, fractions and text are errors."""
+    value = None
+    if isinstance(seed, Integral) and not isinstance(seed, (bool, np.bool_)):
+        value = int(seed)
+    elif isinstance(seed, float) and math.isfinite(seed) and seed.is_integer():
+        value = int(seed)
+    if value is None:
+        raise MangoError(f"seed must be an integer, got {seed!r}")
+    if value < 0:
+        raise MangoError(f"seed must be >= 0, got {seed!r}")
+    return value
 
 
 class Optimizer(ABC):
-    """Batched ask/tell maximizer over a :class:`LatentSpace`."""
+    """Batched ask/tell maximizer over a :class:`LatentSpace`; subclasses implement ``_ask`` and ``_tell``."""
 
     #: batch size the method was designed for (PROTES: its ``k``); the loop uses it when no batch is given
     preferred_batch: int = 10
 
     def __init__(self, space: LatentSpace, seed: int = 0) -> None:
         self.space = space
-        self.seed = seed
-        self.generator = torch.Generator().manual_seed(seed)
+        self.seed = check_seed(seed)
+        self.generator = torch.Generator().manual_seed(self.seed)
+        self._outstanding = 0  # asked, not yet told
+        self._closed = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in ("ask", "tell", "close"):
+            if name in vars(cls):
+                raise TypeError(f"{cls.__name__} overrides {name}(); implement _{name}() instead")
 
     @abstractmethod
+    def _ask(self, k: int) -> torch.Tensor:
+        """Propose ``k >= 1`` candidates ``[k, dim]`` (int64 indices, or float64 points in the bounds)."""
+
+    @abstractmethod
+    def _tell(self, candidates: torch.Tensor, values: torch.Tensor) -> None:
+        """Values ``[n]`` (float64, ``n >= 1``, ``-inf`` = failed, never NaN/+inf) of the oldest asked candidates."""
+
+    def _close(self) -> None:  # noqa: B027 - an optional hook
+        """Release what the method holds (worker threads); called once by :meth:`close`."""
+
+    @final
     def ask(self, k: int) -> torch.Tensor:
         """Propose ``k`` candidates ``[k, dim]``."""
+        if isinstance(k, (bool, np.bool_)) or not isinstance(k, Integral) or k < 0:
+            raise MangoError(f"ask needs a whole number of candidates k >= 0, got k={k!r}")
+        self._check_open()
+        k = int(k)
+        if k == 0:
+            return torch.empty(0, self.space.dim, dtype=torch.long)
+        with one_thread():
+            z = self._ask(k)
+        self._check_candidates(z, k)
+        self._outstanding += k
+        return z
 
-    @abstractmethod
-    def tell(self, candidates: torch.Tensor, values: torch.Tensor) -> None:
-        """Receive values ``[k]`` (higher is better, ``-inf`` = failed) for asked candidates."""
+    @final
+    def tell(self, candidates: torch.Tensor, values: Any) -> None:
+        """Values (tensor, array or list; one per candidate, in ask order) for the oldest asked candidates."""
+        self._check_open()
+        candidates = torch.as_tensor(candidates)
+        if candidates.ndim != 2 or candidates.shape[1] != self.space.dim:
+            raise MangoError(f"tell needs candidates of shape [n, {self.space.dim}], got {list(candidates.shape)}")
+        v = _as_values(values)
+        if len(v) != len(candidates):
+            raise MangoError(f"tell got {len(v)} values for {len(candidates)} candidates; give one value per candidate")
+        if len(v) > self._outstanding:
+            raise MangoError(f"tell got {len(v)} values but only {self._outstanding} asked candidates await one")
+        if len(v) == 0:
+            return
+        self._outstanding -= len(v)
+        with one_thread():
+            self._tell(candidates, torch.where(torch.isfinite(v), v, -torch.inf))
+
+    @final
+    def close(self) -> None:
+        """Release resources (worker threads); idempotent. Asking or telling afterwards is an error."""
+        if not self._closed:
+            self._closed = True
+            self._close()
+
+    def __enter__(self) -> Optimizer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def hyperparameters(self) -> dict:
-        """Settings recorded in the run's config and result."""
+        """The effective settings (JSON-serializable), named as the optimizer's options."""
         return {}
+
+    def searched_space(self) -> str:
+        """What the method searches, for :meth:`describe` (continuous methods: their box)."""
+        kind = "grid" if self.space.bounds is not None else "codes"
+        return f"{kind} {self.space.size}^{self.space.dim}"
+
+    def describe(self) -> dict:
+        """Class, searched space, preferred batch and hyperparameters: written into every run's result."""
+        out = {"class": type(self).__name__, "space": self.searched_space(), "preferred_batch": self.preferred_batch}
+        out.update((k, v) for k, v in self.hyperparameters().items() if k not in out)
+        return out
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise MangoError(f"optimizer {type(self).__name__} is closed: no ask or tell after close()")
+
+    def _check_candidates(self, z: object, k: int) -> None:
+        """Raise ``RuntimeError`` when ``_ask`` broke its contract (a bug of the method, not of the user)."""
+        dim, size, bounds = self.space.dim, self.space.size, self.space.bounds
+        problem = None
+        if not isinstance(z, torch.Tensor):
+            problem = f"a {type(z).__name__}, not a torch tensor"
+        elif tuple(z.shape) != (k, dim):
+            problem = f"shape {list(z.shape)} for k={k} (expected [{k}, {dim}])"
+        elif z.dtype == torch.int64:
+            lo, hi = int(z.min()), int(z.max())
+            if lo < 0 or hi >= size:
+                problem = f"indices in [{lo}, {hi}], outside [0, {size})"
+        elif z.dtype == torch.float64:
+            if bounds is None:
+                problem = "float64 points for a categorical space (it needs int64 codes)"
+            elif not bool(((z >= bounds[0]) & (z <= bounds[1])).all()):
+                problem = f"float64 points outside the bounds [{bounds[0]}, {bounds[1]}] (or NaN)"
+        else:
+            problem = f"dtype {z.dtype} (expected int64 indices or float64 points)"
+        if problem:
+            raise RuntimeError(f"optimizer {type(self).__name__} asked {problem}")
+
+
+def _as_values(values: Any) -> torch.Tensor:
+    """Values as a 1-D float64 CPU tensor (a scalar counts as one value)."""
+    try:
+        if isinstance(values, torch.Tensor):
+            v = values.detach().to("cpu", torch.float64)
+        else:
+            v = torch.from_numpy(np.array(values, dtype=np.float64))
+    except (TypeError, ValueError, RuntimeError):
+        raise MangoError(f"tell needs numeric values, got {str(values)[:80]!r}") from None
+    if v.ndim > 1:
+        raise MangoError(f"tell needs one value per candidate (1-D), got shape {list(v.shape)}")
+    return v.reshape(-1)
 
 
 OPTIMIZERS: Registry[Optimizer] = Registry("optimizer")

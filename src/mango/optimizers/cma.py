@@ -13,9 +13,9 @@ import torch
 
 from ..errors import MangoError
 from ..generators.space import LatentSpace
-from .base import OPTIMIZERS, Optimizer
+from .base import Optimizer
 from .continuous import Box, Losses
-from .threads import single_threaded
+from .options import register
 
 
 class CMAES(Optimizer):
@@ -29,7 +29,6 @@ class CMAES(Optimizer):
     * ``cmaes`` must be told exactly ``popsize`` solutions: ``ask(k)`` serves points from a queue refilled a
       generation at a time, ``tell`` collects losses and updates once a generation is complete. A batch equal
       to ``popsize`` (the preferred batch) makes that exact.
-    * BLAS is pinned to one thread inside ask/tell (see :func:`~mango.optimizers.threads.one_thread`).
     """
 
     def __init__(self, space: LatentSpace, seed: int = 0, popsize: int | None = None, sigma: float | None = None,
@@ -46,22 +45,20 @@ class CMAES(Optimizer):
         self.separable, self.penalty, self.preferred_batch = bool(separable), float(penalty), self.popsize
         cls = SepCMA if separable else CMA
         self.es = cls(mean=np.full(space.dim, self.box.centre), sigma=self.sigma, population_size=self.popsize,
-                      seed=seed % 2**32)  # numpy's RandomState takes 32 bits
+                      seed=self.seed % 2**32)  # numpy's RandomState takes 32 bits
         self.losses = Losses()
         self._queue: deque[np.ndarray] = deque()  # sampled, not yet served
         self._served: deque[np.ndarray] = deque()  # served, awaiting a value
         self._done: list[tuple[np.ndarray, float, float]] = []  # (x, loss, squared distance outside)
 
-    @single_threaded
-    def ask(self, k: int) -> torch.Tensor:
+    def _ask(self, k: int) -> torch.Tensor:
         while len(self._queue) < k:
             self._queue.extend(self.es.ask() for _ in range(self.popsize))
-        x = np.stack([self._queue.popleft() for _ in range(k)]) if k else np.empty((0, self.space.dim))
+        x = np.stack([self._queue.popleft() for _ in range(k)])
         self._served.extend(x)
         return self.box.candidates(x)
 
-    @single_threaded
-    def tell(self, candidates: torch.Tensor, values: torch.Tensor) -> None:
+    def _tell(self, candidates: torch.Tensor, values: torch.Tensor) -> None:
         for loss in self.losses(values):
             x = self._served.popleft()
             out = float((((x - self.box.clip(x)) / self.box.width) ** 2).sum())
@@ -74,7 +71,10 @@ class CMAES(Optimizer):
 
     def hyperparameters(self) -> dict:
         return {"popsize": self.popsize, "sigma": self.sigma, "separable": self.separable, "grid": self.box.grid,
-                "penalty": self.penalty, "box": self.box.describe()}
+                "penalty": self.penalty}
+
+    def searched_space(self) -> str:
+        return self.box.describe()
 
 
 class OnePlusOne(Optimizer):
@@ -103,21 +103,18 @@ class OnePlusOne(Optimizer):
             raise MangoError(f"(1+1)-ES needs sigma > 0, got {self.sigma0}")
         self.sigma = self.sigma0
         self.min_sigma, self.restarts = float(min_sigma) * self.box.width, 0
-        self.rng = np.random.default_rng(seed)
+        self.rng = np.random.default_rng(self.seed)
         self.parent = self.box.uniform(self.rng, 1)[0]
         self.parent_value = -np.inf  # the start point is never measured: any finite mutant replaces it
         self._served: deque[np.ndarray] = deque()
 
-    def ask(self, k: int) -> torch.Tensor:
+    def _ask(self, k: int) -> torch.Tensor:
         x = self.box.clip(self.parent + self.sigma * self.rng.standard_normal((k, self.space.dim)))
         self._served.extend(x)
         return self.box.candidates(x)
 
-    def tell(self, candidates: torch.Tensor, values: torch.Tensor) -> None:
-        v = torch.as_tensor(values, dtype=torch.float64).reshape(-1).numpy()
-        if len(v) == 0:
-            return
-        v = np.where(np.isnan(v), -np.inf, v)
+    def _tell(self, candidates: torch.Tensor, values: torch.Tensor) -> None:
+        v = values.numpy()
         xs = [self._served.popleft() for _ in range(len(v))]
         ok = np.isfinite(v) & (v >= self.parent_value)
         i = int(np.argmax(v))
@@ -130,22 +127,15 @@ class OnePlusOne(Optimizer):
             self.sigma, self.restarts = self.sigma0, self.restarts + 1
 
     def hyperparameters(self) -> dict:
-        return {"sigma": self.sigma0, "min_sigma": self.min_sigma / self.box.width, "grid": self.box.grid, "box": self.box.describe()}
+        return {"sigma": self.sigma0, "min_sigma": self.min_sigma / self.box.width, "grid": self.box.grid}
+
+    def searched_space(self) -> str:
+        return self.box.describe()
 
 
-@OPTIMIZERS.register("cma")
-def _cma(space: LatentSpace, seed: int = 0, **kwargs) -> CMAES:
-    """CMA-ES (cmaes; popsize 4+3ln(d), sigma 0.3 box), searches the continuous box (grid=true: grid indices)."""
-    return CMAES(space, seed, **kwargs)
-
-
-@OPTIMIZERS.register("sepcma")
-def _sepcma(space: LatentSpace, seed: int = 0, **kwargs) -> CMAES:
-    """sep-CMA-ES (cmaes; diagonal covariance, cheap in high d), searches the continuous box (grid=true: indices)."""
-    return CMAES(space, seed, **{**kwargs, "separable": True})
-
-
-@OPTIMIZERS.register("oneplusone")
-def _oneplusone(space: LatentSpace, seed: int = 0, **kwargs) -> OnePlusOne:
-    """(1+1)-ES with the 1/5th rule, no Nevergrad overhead; searches the continuous box (grid=true: indices)."""
-    return OnePlusOne(space, seed, **kwargs)
+register("cma", CMAES, "CMA-ES (cmaes; popsize 4+3ln(d), sigma 0.3 box), searches the continuous box "
+         "(grid=true: grid indices).")
+register("sepcma", CMAES, "sep-CMA-ES (cmaes; diagonal covariance, cheap in high d), searches the continuous box "
+         "(grid=true: indices).", fixed={"separable": True})
+register("oneplusone", OnePlusOne, "(1+1)-ES with the 1/5th rule, no Nevergrad overhead; searches the continuous box "
+         "(grid=true: indices).")

@@ -17,7 +17,6 @@ measurement) into finite losses for minimizers that cannot take infinities.
 """
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 
@@ -31,7 +30,8 @@ class Box:
         self.space, self.dim = space, space.dim
         self.categorical = space.bounds is None
         self.grid = bool(grid) and not self.categorical  # categorical candidates are indices anyway
-        self.low, self.high = (0.0, 1.0) if self.categorical else (float(space.bounds[0]), float(space.bounds[1]))
+        bounds = (0.0, 1.0) if space.bounds is None else space.bounds
+        self.low, self.high = float(bounds[0]), float(bounds[1])
         self.width = self.high - self.low
         self.centre = (self.low + self.high) / 2
 

@@ -27,7 +27,9 @@ import torch
 
 from ..errors import MangoError
 from ..generators.space import LatentSpace
-from .base import OPTIMIZERS, Optimizer
+from .base import Optimizer
+from .continuous import Box
+from .options import register
 
 
 class Genetic(Optimizer):
@@ -47,9 +49,10 @@ class Genetic(Optimizer):
         self.mutation_rate, self.mutation_size = float(mutation_rate), float(mutation_size)
         self.selectivity, self.heritability, self.grid = float(selectivity), float(heritability), bool(grid)
         self.preferred_batch = self.population
-        self.lo, self.hi = (float(b) for b in space.bounds) if space.bounds is not None else (0.0, 1.0)
+        self.box = Box(space, grid)
+        self.lo, self.hi = self.box.low, self.box.high
         self.sigma = self.mutation_size * (self.hi - self.lo) / 8.0
-        self.rng = np.random.default_rng(seed)
+        self.rng = np.random.default_rng(self.seed)
         self._parents: tuple[np.ndarray, np.ndarray] | None = None  # (genomes, selection probabilities)
         self._genes = self._spawn(self.population)  # current generation [n, dim]
         self._scores: list[float] = []  # values of members 0..len-1 (told in ask order)
@@ -69,27 +72,16 @@ class Genetic(Optimizer):
         noise = self.rng.normal(0.0, 1.0, children.shape) * self.sigma
         return np.clip(children + np.where(mutate, noise, 0.0), self.lo, self.hi)
 
-    def _candidates(self, genes: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(genes.copy())
-        if self.space.bounds is None:
-            return (x * self.space.size).floor().long().clamp(0, self.space.size - 1)
-        if self.grid:
-            return ((x - self.lo) / (self.hi - self.lo) * (self.space.size - 1)).round().long().clamp(0, self.space.size - 1)
-        return x
-
-    def ask(self, k: int) -> torch.Tensor:
+    def _ask(self, k: int) -> torch.Tensor:
         missing = self._served + k - len(self._genes)
         if missing > 0:
             self._genes = np.concatenate([self._genes, self._spawn(missing)])
         out = self._genes[self._served : self._served + k]
         self._served += k
-        return self._candidates(out)
+        return self.box.candidates(out)
 
-    def tell(self, candidates: torch.Tensor, values: torch.Tensor) -> None:
-        v = torch.as_tensor(values, dtype=torch.float64).reshape(-1).numpy()
-        self._scores.extend(np.where(np.isnan(v), -np.inf, v).tolist())
-        if len(self._scores) > self._served:
-            raise MangoError(f"genetic algorithm told {len(self._scores)} values for {self._served} asked candidates")
+    def _tell(self, candidates: torch.Tensor, values: torch.Tensor) -> None:
+        self._scores.extend(values.tolist())
         if len(self._scores) >= self.population and len(self._scores) == len(self._genes):
             self._breed()
 
@@ -119,16 +111,11 @@ class Genetic(Optimizer):
                 "mutation_size": self.mutation_size, "selectivity": self.selectivity,
                 "heritability": self.heritability, "n_conserve": self.n_conserve, "grid": self.grid}
 
-
-@OPTIMIZERS.register("ga")
-def _ga(space: LatentSpace, seed: int = 0, **kwargs) -> Genetic:
-    """XDream genetic algorithm (population 20, mutation 0.5 x 0.5, selectivity 2), searches the continuous box."""
-    return Genetic(space, seed, **{"population": 20, "mutation_rate": 0.5, "mutation_size": 0.5,
-                                   "selectivity": 2.0, "heritability": 0.5, "n_conserve": 1, **kwargs})
+    def searched_space(self) -> str:
+        return self.box.describe()
 
 
-@OPTIMIZERS.register("ga-ponce")
-def _ga_ponce(space: LatentSpace, seed: int = 0, **kwargs) -> Genetic:
-    """XDream genetic algorithm, Ponce-lab preset (population 40, mutation 0.25 x 0.75), searches the continuous box."""
-    return Genetic(space, seed, **{"population": 40, "mutation_rate": 0.25, "mutation_size": 0.75,
-                                   "selectivity": 2.0, "heritability": 0.5, "n_conserve": 1, **kwargs})
+register("ga", Genetic, "XDream genetic algorithm (population 20, mutation 0.5 x 0.5, selectivity 2), "
+         "searches the continuous box.")
+register("ga-ponce", Genetic, "XDream genetic algorithm, Ponce-lab preset (population 40, mutation 0.25 x 0.75), "
+         "searches the continuous box.", population=40, mutation_rate=0.25, mutation_size=0.75)

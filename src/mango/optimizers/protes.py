@@ -6,14 +6,15 @@ uses log-depth scans of batched matmuls instead of a Python loop over the modes.
 """
 from __future__ import annotations
 
+from typing import cast
 
 import numpy as np
 import torch
 
 from ..errors import MangoError
 from ..generators.space import LatentSpace
-from .base import OPTIMIZERS, Optimizer
-from .threads import one_thread
+from .base import Optimizer
+from .options import register
 
 _F = torch.float64
 
@@ -93,13 +94,15 @@ def log_likelihood(Y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """
     (B, d), n, r = idx.shape, Y.shape[1], Y.shape[2]
     Z = interfaces(Y)
-    W = sum(y * z[:, None, None] for y, z in zip(Y.unbind(-1), Z.unbind(-1)))  # [d, n, r]
+    W = cast(torch.Tensor, sum(y * z[:, None, None] for y, z in zip(Y.unbind(-1), Z.unbind(-1), strict=True)))
+    # W: [d, n, r]
     Q = torch.eye(r, dtype=Y.dtype)[:1].expand(B, 1, r)
     if d > 1:
         flat = (torch.arange(d - 1) * n + idx[:, :-1]).reshape(-1)
         M = Y.reshape(d * n, r * r).index_select(0, flat).T.reshape(r, r, B, d - 1)  # selected cores
         Q = torch.cat([Q, _rows(M).permute(1, 2, 0)], 1)
-    G = sum(q.unsqueeze(-1) * w for q, w in zip(Q.unbind(-1), W.unbind(-1))).abs()  # [B, d, n]
+    G = cast(torch.Tensor, sum(q.unsqueeze(-1) * w for q, w in zip(Q.unbind(-1), W.unbind(-1), strict=True)))
+    G = G.abs()  # [B, d, n]
     return (G.gather(-1, idx.unsqueeze(-1)).squeeze(-1).log() - G.sum(-1).log()).sum(-1)
 
 
@@ -133,7 +136,8 @@ def prepare(Y: torch.Tensor, b: int) -> tuple:
     right_z = (right.reshape(D, -1, r) @ Z.unsqueeze(-1)).reshape(D, r, -1)
     levels = [(left.reshape(D, -1, r) @ right_z).reshape(D, r, -1)]
     for _ in range(b - 1):
-        levels.append(sum(levels[-1].reshape(D, r, -1, n).unbind(-1)))  # torch sums tiny last dims slowly
+        # torch sums tiny last dims slowly
+        levels.append(cast(torch.Tensor, sum(levels[-1].reshape(D, r, -1, n).unbind(-1))))
     U = torch.cat(levels[::-1], -1).numpy()
     P = left.reshape(D, -1, r) @ right.reshape(D, r, -1) if b > 1 else left
     leaf = np.arange(n**b)
@@ -192,18 +196,14 @@ class Protes(Optimizer):
         self._cand, self._vals = torch.empty(0, space.dim, dtype=torch.long), torch.empty(0, dtype=_F)  # buffer
         self._prepared: tuple | None = None
 
-    def ask(self, k: int) -> torch.Tensor:
-        if k == 0:
-            return torch.empty(0, self.space.dim, dtype=torch.long)
-        with one_thread():
-            if self._prepared is None:
-                self._prepared = prepare(self.Y.detach(), self.q)
-            return sample(self._prepared, k, self.generator)
+    def _ask(self, k: int) -> torch.Tensor:
+        if self._prepared is None:
+            self._prepared = prepare(self.Y.detach(), self.q)
+        return sample(self._prepared, k, self.generator)
 
-    def tell(self, candidates: torch.Tensor, values: torch.Tensor) -> None:
-        values = torch.as_tensor(values, dtype=_F).reshape(-1)
+    def _tell(self, candidates: torch.Tensor, values: torch.Tensor) -> None:
         self._cand = torch.cat([self._cand, candidates.long().reshape(-1, self.space.dim)])
-        self._vals = torch.cat([self._vals, torch.where(values.isnan(), -torch.inf, values)])
+        self._vals = torch.cat([self._vals, values])
         while len(self._vals) >= self.k:
             self._update(self._cand[: self.k], self._vals[: self.k])
             self._cand, self._vals = self._cand[self.k:], self._vals[self.k:]
@@ -214,11 +214,10 @@ class Protes(Optimizer):
         if len(top) == 0 or self.k_gd == 0:
             return
         idx = to_bits(candidates[top], self.q) if self.quantize else candidates[top]
-        with one_thread():
-            for _ in range(self.k_gd):
-                self.opt.zero_grad(set_to_none=True)
-                (-log_likelihood(self.Y, idx).mean()).backward()
-                self.opt.step()
+        for _ in range(self.k_gd):
+            self.opt.zero_grad(set_to_none=True)
+            (-log_likelihood(self.Y, idx).mean()).backward()
+            self.opt.step()
         self._prepared = None
 
     def hyperparameters(self) -> dict:
@@ -226,19 +225,9 @@ class Protes(Optimizer):
                 "quantize": self.quantize}
 
 
-@OPTIMIZERS.register("protes")
-def _protes(space: LatentSpace, seed: int = 0, **kwargs) -> Protes:
-    """PROTES (k=10, k_top=1): learned tensor-train distribution, searches the discrete grid."""
-    return Protes(space, seed, **{"k": 10, "k_top": 1, "quantize": False, **kwargs})
-
-
-@OPTIMIZERS.register("tt-s")
-def _tt_s(space: LatentSpace, seed: int = 0, **kwargs) -> Protes:
-    """TT-s: quantized PROTES (k=5, k_top=1, binary modes; size must be 2^q), searches the discrete grid."""
-    return Protes(space, seed, **{"k": 5, "k_top": 1, "quantize": True, **kwargs})
-
-
-@OPTIMIZERS.register("tt-b")
-def _tt_b(space: LatentSpace, seed: int = 0, **kwargs) -> Protes:
-    """TT-b: quantized PROTES (k=25, k_top=5, binary modes; size must be 2^q), searches the discrete grid."""
-    return Protes(space, seed, **{"k": 25, "k_top": 5, "quantize": True, **kwargs})
+register("protes", Protes, "PROTES (k=10, k_top=1): learned tensor-train distribution, searches the discrete "
+         "grid.", k=10, k_top=1, quantize=False)
+register("tt-s", Protes, "TT-s: quantized PROTES (k=5, k_top=1, binary modes; size must be 2^q), searches the "
+         "discrete grid.", k=5, k_top=1, quantize=True)
+register("tt-b", Protes, "TT-b: quantized PROTES (k=25, k_top=5, binary modes; size must be 2^q), searches the "
+         "discrete grid.", k=25, k_top=5, quantize=True)

@@ -3,17 +3,20 @@ from __future__ import annotations
 
 import torch
 
-from .base import OPTIMIZERS, Optimizer
+from .base import Optimizer
+from .options import register
 
 
-@OPTIMIZERS.register("random")
 class RandomSearch(Optimizer):
     """Uniform random grid points (searches the discrete grid)."""
 
     preferred_batch = 50
 
-    def ask(self, k: int) -> torch.Tensor:
+    def _ask(self, k: int) -> torch.Tensor:
         return torch.randint(0, self.space.size, (k, self.space.dim), generator=self.generator)
 
-    def tell(self, candidates: torch.Tensor, values: torch.Tensor) -> None:
+    def _tell(self, candidates: torch.Tensor, values: torch.Tensor) -> None:
         pass
+
+
+register("random", RandomSearch, "Uniform random grid points (searches the discrete grid).")

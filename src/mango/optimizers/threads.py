@@ -5,12 +5,13 @@ cost more than they give, and on a busy 2-core CPU every parallel region can
 stall for a scheduler slice (measured: PROTES 10x, cmaes 35x, ttopt 5x
 slower with two threads). One thread also fixes the floating-point order, so
 replayed candidates stay bit-identical. The limits are process-wide, so they
-are held only inside ask/tell: the generator and the target keep their threads.
+are held only inside ``Optimizer.ask``/``tell`` (the base class pins them around
+every method's ``_ask``/``_tell``): the generator and the target keep their threads.
 """
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import torch
 
@@ -39,13 +40,3 @@ def one_thread() -> Iterator[None]:
             yield
     finally:
         torch.set_num_threads(n)
-
-
-def single_threaded(method: Callable) -> Callable:
-    """Decorator: run an ask/tell method under :func:`one_thread`."""
-    def wrapper(self, *args, **kwargs):
-        with one_thread():
-            return method(self, *args, **kwargs)
-
-    wrapper.__name__, wrapper.__doc__ = method.__name__, method.__doc__
-    return wrapper

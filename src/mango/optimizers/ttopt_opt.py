@@ -12,7 +12,9 @@ candidates depend only on the seed and the values told (resume replays identical
 candidates than the pending batch has left while that batch still awaits values, the rest are padding: the best
 point so far with one random coordinate redrawn (uniform grid points before any value), values kept only to
 track the best. A run that stops mid-batch leaves the worker blocked on a queue: it is a daemon thread and is
-told to finish when the optimizer is garbage-collected or :meth:`TTOpt.close` is called.
+told to finish when the optimizer is garbage-collected or ``close()`` is called. The worker computes only while
+``ask`` waits for its next batch, i.e. inside the base's :func:`~mango.optimizers.threads.one_thread`, so it needs no
+thread pinning of its own.
 """
 from __future__ import annotations
 
@@ -26,12 +28,10 @@ import torch
 
 from ..errors import MangoError
 from ..generators.space import LatentSpace
-from .base import OPTIMIZERS, Optimizer
-from .threads import one_thread
+from .base import Optimizer
+from .options import register
 
 _FAILED = 1e300  # ttopt minimizes -value; a failed (-inf) measurement becomes a huge finite cost (exp(y_opt - y) = 0)
-
-
 
 
 class _Bridge:
@@ -93,27 +93,28 @@ class TTOpt(Optimizer):
         self._finalizer = weakref.finalize(self, self._bridge.stop)
         self._finalizer.atexit = False  # at exit the blocked daemon thread just ends with the interpreter
 
-    def close(self) -> None:
+    def _close(self) -> None:
         """Let the worker thread finish (it also does when the optimizer is garbage-collected)."""
         if self._bridge is not None:
             self._finalizer()
 
     def _to_grid(self, I: np.ndarray) -> torch.Tensor:
         """ttopt's multi-indices ``[B, dim * q]`` -> grid indices ``[B, dim]`` (bit b of a coordinate weighs 2**b)."""
-        I = torch.from_numpy(I)
+        idx = torch.from_numpy(I)
         if self.q == 1:
-            return I
-        return (I.reshape(len(I), self.space.dim, self.q) << torch.arange(self.q)).sum(-1)
+            return idx
+        return (idx.reshape(len(idx), self.space.dim, self.q) << torch.arange(self.q)).sum(-1)
 
     def _next_batch(self) -> torch.Tensor:
         """Hand ttopt the values of its last batch and wait for its next one (it computes only meanwhile)."""
-        with one_thread():
-            if self._bridge is None:
-                self._start()
-            if self._reply is not None:
-                self._bridge.replies.put(self._reply)
-                self._reply = None
-            item = self._bridge.requests.get()
+        if self._bridge is None:
+            self._start()
+        bridge = self._bridge
+        assert bridge is not None
+        if self._reply is not None:
+            bridge.replies.put(self._reply)
+            self._reply = None
+        item = bridge.requests.get()
         if isinstance(item, BaseException):
             raise MangoError(f"ttopt failed: {item!r}") from item
         return self._to_grid(item)
@@ -127,7 +128,7 @@ class TTOpt(Optimizer):
         z[torch.arange(n), coord] = torch.randint(0, self.space.size, (n,), generator=self.generator)
         return z
 
-    def ask(self, k: int) -> torch.Tensor:
+    def _ask(self, k: int) -> torch.Tensor:
         parts = []
         while k > 0:
             if self._batch is None:
@@ -140,14 +141,11 @@ class TTOpt(Optimizer):
             parts.append(self._batch[self._served : self._served + m])
             self._served, k = self._served + m, k - m
             self._slots.extend([True] * m)
-        return torch.cat(parts) if parts else torch.empty(0, self.space.dim, dtype=torch.long)
+        return torch.cat(parts)
 
-    def tell(self, candidates: torch.Tensor, values: torch.Tensor) -> None:
-        v = torch.as_tensor(values, dtype=torch.float64).reshape(-1)
-        v = torch.where(v.isnan(), -torch.inf, v)
-        if len(v) > len(self._slots):
-            raise MangoError(f"TTOpt told {len(v)} values for {len(self._slots)} asked candidates")
-        if len(v) and (self._best is None or float(v.max()) > self._best[0]):
+    def _tell(self, candidates: torch.Tensor, values: torch.Tensor) -> None:
+        v = values
+        if self._best is None or float(v.max()) > self._best[0]:
             i = int(v.argmax())
             self._best = (float(v[i]), candidates[i].long().clone())
         for value in v.tolist():
@@ -161,7 +159,5 @@ class TTOpt(Optimizer):
         return {"rank": self.rank, "fs_opt": self.fs_opt, "quantize": self.quantize}
 
 
-@OPTIMIZERS.register("ttopt")
-def _ttopt(space: LatentSpace, seed: int = 0, **kwargs) -> TTOpt:
-    """TTOpt (rank 4, QTT when size = 2^q): maximum-volume tensor-train cross, searches the discrete grid."""
-    return TTOpt(space, seed, **kwargs)
+register("ttopt", TTOpt, "TTOpt (rank 4, QTT when size = 2^q): maximum-volume tensor-train cross, "
+         "searches the discrete grid.")

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..errors import MangoError
+from ..errors import MangoError, first_line
 from .base import MODELS, AdaptedTarget, Target
 from .noise import Noise
 from .readout import Readout
-from .sequential import SpikingSequential
+from .sequential import SpikingSequential, positive_steps
 from .spec import TargetSpec
 from .torch_target import TorchTarget
 from . import spiking_cnn  # noqa: F401  (registers "mnist-snn", "cifar-snn")
@@ -17,9 +17,30 @@ from . import spiking_resnet  # noqa: F401  (registers "cifar-spiking-resnet18")
 
 
 def make_model(name: str, weights: str | None = None) -> nn.Module:
-    """A registered (or user) network by name, with its default weights unless ``weights`` is given."""
+    """A registered (or user) network by name, with its default weights unless ``weights`` is given
+    (``"none"``: the architecture untrained, initialized with seed 0)."""
     factory = MODELS.get(name)
     return factory(weights) if weights else factory()
+
+
+def model_architecture(name: str, weights: str | None = None) -> tuple[nn.Module, str | None]:
+    """The network ``name`` for listing its layers: with ``weights`` (or its default weights) when they load,
+    else -- default weights that are unavailable here (a MANGO release checkpoint not downloaded, torchvision
+    weights offline, none published) -- the untrained architecture (layer names and shapes do not depend on
+    weights). Returns the model and, when it fell back, a one-line note saying why."""
+    factory = MODELS.get(name)  # an unknown name fails here, not in the fallback
+    if weights:
+        return factory(weights), None
+    try:
+        return factory(), None
+    except MangoError as exc:
+        try:
+            model = factory("none")
+        except MangoError:
+            raise exc from None
+        reason = first_line(exc).rstrip(".")
+        return model, f"default weights of {name} unavailable ({reason}); showing the untrained architecture " \
+                      "(layer names and shapes do not depend on weights)"
 
 
 def make_target(model: str | nn.Module, spec: str | TargetSpec, weights: str | None = None,
@@ -35,11 +56,9 @@ def make_target(model: str | nn.Module, spec: str | TargetSpec, weights: str | N
     if steps is not None:
         if not hasattr(model, "num_steps"):
             raise MangoError(f"steps={steps} given, but {name!r} is not a spiking network with time steps")
-        if not isinstance(steps, int) or steps < 1:
-            raise MangoError(f"steps must be a positive integer, got {steps!r}")
-        model.num_steps = steps
+        model.num_steps = positive_steps(steps, "steps")
     return TorchTarget(model, spec, name=name, readout=readout, noise=noise)
 
 
 __all__ = ["MODELS", "AdaptedTarget", "Noise", "Readout", "SpikingSequential", "Target", "TargetSpec",
-           "TorchTarget", "make_model", "make_target"]
+           "TorchTarget", "make_model", "make_target", "model_architecture"]

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..errors import MangoError, first_line
+
 
 @dataclass(frozen=True)
 class LayerInfo:
@@ -71,6 +73,13 @@ def probe_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerIn
         handles.append(module.register_forward_hook(hook))
     try:
         model(torch.zeros(batch, *input_shape))
+    except (RuntimeError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        if isinstance(exc, MangoError):
+            raise
+        shape = ", ".join(map(str, input_shape))
+        raise MangoError(f"model {type(model).__name__} fails on its declared input [batch, {shape}]: "
+                         f"{type(exc).__name__}: {first_line(exc)[:200]}; does it declare the right input_space "
+                         "/ input_shape?") from exc
     finally:
         for h in handles:
             h.remove()

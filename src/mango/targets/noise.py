@@ -15,6 +15,7 @@ per batch, so a resumed run draws the same noise as an uninterrupted one.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ..errors import MangoError
@@ -22,11 +23,30 @@ from ..errors import MangoError
 FORMS = "input:SD, membrane:SD, poisson, comma-separated (e.g. input:0.1,membrane:0.05)"
 
 
+def _level(value: str, text: str) -> float:
+    """A noise SD: a finite number >= 0 (``inf`` would drown every response, ``nan`` poison it)."""
+    try:
+        sd = float(value)
+    except ValueError:
+        raise MangoError(f"bad noise level {value!r} in {text!r}: expected a number >= 0, e.g. input:0.1") from None
+    if not (math.isfinite(sd) and sd >= 0):
+        raise MangoError(f"noise level must be a finite number >= 0, got {value!r} in {text!r}")
+    return sd
+
+
 @dataclass(frozen=True)
 class Noise:
     input_sd: float = 0.0
     membrane_sd: float = 0.0
     poisson: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("input", "membrane"):
+            sd = getattr(self, f"{name}_sd")
+            if isinstance(sd, bool) or not isinstance(sd, (int, float)) or not (math.isfinite(sd) and sd >= 0):
+                raise MangoError(f"noise {name}_sd must be a finite number >= 0, got {sd!r}")
+        if not isinstance(self.poisson, bool):
+            raise MangoError(f"noise poisson must be true or false, got {self.poisson!r}")
 
     @classmethod
     def parse(cls, text: str | None) -> Noise | None:
@@ -36,17 +56,14 @@ class Noise:
         for part in text.split(","):
             name, _, value = part.strip().partition(":")
             if name == "poisson" and not value:
-                kw["poisson"] = True
-                continue
-            if name not in ("input", "membrane") or not value:
+                key, level = "poisson", True
+            elif name in ("input", "membrane") and value:
+                key, level = f"{name}_sd", _level(value, text)
+            else:
                 raise MangoError(f"bad noise {part.strip()!r} in {text!r}; allowed: {FORMS}")
-            try:
-                sd = float(value)
-            except ValueError:
-                raise MangoError(f"bad noise level {value!r} in {text!r}: expected a number, e.g. input:0.1") from None
-            if not sd >= 0:
-                raise MangoError(f"noise level must be >= 0, got {value!r} in {text!r}")
-            kw[f"{name}_sd"] = sd
+            if key in kw:
+                raise MangoError(f"noise {name!r} given twice in {text!r}; give each kind once: {FORMS}")
+            kw[key] = level
         return cls(**kw)
 
     def __str__(self) -> str:

@@ -28,6 +28,8 @@ from ..errors import MangoError
 SPIKING = ("rate", "count", "latency", "membrane")
 CLASSIC = ("mean", "relu")
 CLASS = ("logit", "prob")
+#: every readout kind (``count`` is written ``count:A-B``)
+NAMES = SPIKING + CLASSIC + CLASS
 FORMS = "rate, count:A-B, latency, membrane (spiking layers); mean, relu (other layers); logit, prob (class:N)"
 _COUNT = re.compile(r"^count:(\d+)-(\d+)$")
 
@@ -37,6 +39,14 @@ class Readout:
     kind: str
     start: int = 0
     stop: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in NAMES:
+            raise MangoError(f"unknown readout {self.kind!r}; allowed: {FORMS}")
+        if self.kind == "count":
+            a, b = self.start, self.stop
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in (a, b)) or not 0 <= a < b:
+                raise MangoError(f"bad readout count:{a}-{b}: the window count:A-B needs integers 0 <= A < B")
 
     @classmethod
     def parse(cls, text: str | None) -> Readout | None:

@@ -25,8 +25,17 @@ import snntorch as snn
 import torch
 from torch import nn
 
+from ..errors import MangoError
 from ..imagespace import ImageSpace
 from .noise import Noise
+
+
+def positive_steps(steps: object, what: str = "num_steps") -> int:
+    """A spiking network's number of time steps: a positive integer, else a one-line MangoError."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise MangoError(f"{what} must be a positive integer (time steps), got {steps!r}")
+    return steps
+
 
 #: layers acting on each channel separately: a target channel needs only its own input channel
 CHANNELWISE = (nn.MaxPool2d, nn.AvgPool2d, nn.ReLU, nn.Identity, nn.Dropout, snn.Leaky)
@@ -53,6 +62,7 @@ class SpikingSequential(nn.Module):
 
     def __init__(self, num_steps: int, input_space: ImageSpace, mean=None, std=None) -> None:
         super().__init__()
+        positive_steps(num_steps)
         self.num_steps, self.input_space = num_steps, input_space
         self.input_shape = input_space.shape
         # an optional normalization applied inside the network (inputs stay plain pixels)

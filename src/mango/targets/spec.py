@@ -23,6 +23,15 @@ class TargetSpec:
     unit: int
     position: tuple[int, int] | None = None
 
+    def __post_init__(self) -> None:
+        def index(v: object) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+        if not index(self.unit):
+            raise MangoError(f"target unit must be an integer >= 0, got {self.unit!r}; expected {FORMS}")
+        if self.position is not None and not (len(self.position) == 2 and all(index(v) for v in self.position)):
+            raise MangoError(f"target position must be two integers >= 0 (row, column), got {self.position!r}")
+
     @classmethod
     def parse(cls, text: str) -> TargetSpec:
         m = _SPEC.match(text.strip()) if isinstance(text, str) else None

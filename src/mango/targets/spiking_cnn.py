@@ -6,12 +6,16 @@ Both are :class:`SpikingSequential` networks of ``snntorch.Leaky`` neurons
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import snntorch as snn
 from snntorch import surrogate
 from torch import nn
 
-from ..checkpoints import WEIGHTS_DIR, load_state, load_weights, read_card, release_file
+from ..checkpoints import WEIGHTS_DIR, build_from_card, has_card, load_state, load_weights, read_card, release_file
+from ..checkpoints import untrained
 from ..data import MNIST_MEAN, MNIST_STD
+from ..errors import MangoError
 from ..imagespace import CIFAR10_MEAN, CIFAR10_STD, ImageSpace
 from .base import MODELS
 from .sequential import SpikingSequential
@@ -37,6 +41,9 @@ class SpikingCNN(SpikingSequential):
         c1, c2 = channels
         grad = surrogate.fast_sigmoid(slope=25)
         side = ((image_size - 4) // 2 - 4) // 2
+        if side < 1:
+            raise MangoError(f"image_size must be at least 16 (two 5x5 convs, each followed by 2x2 pooling), got "
+                             f"{image_size}")
         self.conv1 = nn.Conv2d(in_channels, c1, 5)
         self.pool1 = nn.MaxPool2d(2)
         self.lif1 = snn.Leaky(beta=beta, spike_grad=grad)
@@ -77,17 +84,29 @@ class MangoCifarSNN(SpikingSequential):
         self.final_spiking = snn.Leaky(beta=beta, spike_grad=grad)
 
 
+EMBEDDED = WEIGHTS_DIR / "mnist_spiking_cnn.safetensors"
+RELEASE_NAME = "snn_cifar10.pt"
+
+
 @MODELS.register("mnist-snn")
 def mnist_snn(weights: str | None = None) -> SpikingCNN:
     """Embedded snnTorch spiking CNN for 28x28 digits (LIF beta 0.9, T=20 steps)."""
-    path = weights or WEIGHTS_DIR / "mnist_spiking_cnn.safetensors"
-    card = read_card(path)
-    return load_weights(SpikingCNN(**card["architecture"]), path).eval().use_channels_last()
+    if weights == "none":  # the embedded architecture, untrained
+        return untrained(SpikingCNN, **read_card(EMBEDDED)["architecture"]).eval().use_channels_last()
+    path = weights or EMBEDDED
+    net = build_from_card(SpikingCNN, path)
+    return load_weights(net, path).eval().use_channels_last()
 
 
 @MODELS.register("cifar-snn")
 def cifar_snn(weights: str | None = None) -> MangoCifarSNN:
     """MANGO release snnTorch CNN for CIFAR-10 (normalized input, T=20 steps; loads snn_cifar10.pt unchanged)."""
-    path = weights or release_file("snn_cifar10.pt")
-    net = MangoCifarSNN()
+    if weights == "none":
+        return untrained(MangoCifarSNN).eval().use_channels_last()
+    path = Path(weights) if weights else release_file(RELEASE_NAME)
+    # a .safetensors from `mango train target --arch cifar-snn` carries its time steps in its card
+    net = build_from_card(MangoCifarSNN, path, required=False) if has_card(path) else MangoCifarSNN()
     return load_state(net, path).eval().use_channels_last()
+
+
+cifar_snn.release_file = RELEASE_NAME  # default weights: a MANGO release checkpoint (see mango.checkpoints)

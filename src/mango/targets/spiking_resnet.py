@@ -39,7 +39,8 @@ from torch import nn
 
 from ..imagespace import CIFAR10_MEAN, CIFAR10_STD, ImageSpace
 from .base import MODELS
-from ..checkpoints import load_state
+from .sequential import positive_steps
+from ..checkpoints import build_from_card, has_card, load_state, untrained
 
 TAU = 10.0  # decay 1 - 1/tau = 0.9
 
@@ -92,6 +93,7 @@ class CifarSpikingResNet18(nn.Module):
 
     def __init__(self, num_steps: int = 4, num_classes: int = 10, stem_once: bool = True) -> None:
         super().__init__()
+        positive_steps(num_steps)
         # static stem, plain torch layers (left single-step by set_step_mode)
         self.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
@@ -171,9 +173,12 @@ class CifarSpikingResNet18(nn.Module):
 @MODELS.register("cifar-spiking-resnet18")
 def cifar_spiking_resnet18(weights: str | None = None) -> CifarSpikingResNet18:
     """SpikingJelly spiking ResNet-18 for CIFAR-10 (LIF tau 10 = decay 0.9, T=4 multi-step; random init seeded 0)."""
-    with torch.random.fork_rng(devices=[]):  # a reproducible init that leaves the caller's random state alone
-        torch.manual_seed(0)
-        net = CifarSpikingResNet18()
+    if weights and weights != "none" and has_card(weights):  # from `mango train target`: its time steps
+        with torch.random.fork_rng(devices=[]):  # a reproducible init that leaves the caller's random state alone
+            torch.manual_seed(0)
+            net = build_from_card(CifarSpikingResNet18, weights, required=False)
+    else:
+        net = untrained(CifarSpikingResNet18)
     if weights and weights != "none":
         load_state(net, weights)
     return net.eval()

@@ -11,6 +11,8 @@ Two ways to measure, same responses:
 """
 from __future__ import annotations
 
+import weakref
+
 import torch
 from torch import nn
 
@@ -27,16 +29,69 @@ class _Done(Exception):
     """Raised by the hook to stop the forward after the target layer."""
 
 
+_PROBES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def layers_of(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerInfo]:
+    """:func:`probe_layers`, once per model, input shape, time steps and set of submodules: targets on many
+    units of one network (analyses, a sweep over its layers) share one probe forward."""
+    key = (tuple(input_shape), getattr(model, "num_steps", None), bool(getattr(model, "multi_step", False)),
+           tuple((n, id(m)) for n, m in model.named_modules()))
+    try:
+        per_model = _PROBES.setdefault(model, {})
+    except TypeError:  # an unhashable module (it defines __eq__ without __hash__): not cached
+        return probe_layers(model, input_shape)
+    if key not in per_model:
+        if len(per_model) >= 4:  # a few shapes / step counts per model; a changed model drops out this way
+            per_model.pop(next(iter(per_model)))
+        per_model[key] = probe_layers(model, input_shape)
+    return per_model[key]
+
+
+def _kind(value: object) -> str:
+    t = type(value)
+    return t.__name__ if t.__module__ == "builtins" else f"{t.__module__.split('.')[0]}.{t.__qualname__}"
+
+
+def class_outputs(out: object, batch: int, name: str) -> torch.Tensor:
+    """A model's forward output checked to be class outputs ``[batch, classes]`` (a one-line MangoError if not)."""
+    want = f"a torch.Tensor of class outputs [batch, classes] = [{batch}, N]"
+    if not isinstance(out, torch.Tensor):
+        hint = ("; a spiking network returns its spike rates as one tensor, not (spikes, membrane)"
+                if isinstance(out, (tuple, list)) else "")
+        raise MangoError(f"model {name!r} returned a {_kind(out)} from forward; expected {want}{hint}")
+    if out.ndim != 2 or out.shape[0] != batch or out.shape[1] < 1:
+        raise MangoError(f"model {name!r} returned class outputs of shape {list(out.shape)} for {batch} images; "
+                         f"expected {want}")
+    return out if out.is_floating_point() else out.float()
+
+
+def declared_shape(model: nn.Module, input_shape: tuple[int, ...] | None, name: str) -> tuple[int, int, int]:
+    """The input shape ``(C, H, W)``: given, or declared by the model (``input_space`` / ``input_shape``)."""
+    if input_shape is None:
+        space = getattr(model, "input_space", None)
+        input_shape = space.shape if space is not None else getattr(model, "input_shape", None)
+    if input_shape is None:
+        raise MangoError(f"model {name!r} does not declare its input: pass input_shape=(C, H, W) or set input_space "
+                         "= mango.imagespace.ImageSpace((C, H, W), mean, std) or input_shape on the module")
+    shape = tuple(input_shape)
+    if len(shape) != 3 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):
+        raise MangoError(f"input shape of {name!r} must be three positive integers (C, H, W), got {input_shape!r}")
+    return shape
+
+
 class TorchTarget(Target):
     """Maximize one unit of ``model`` (a :class:`TargetSpec`), reduced by a :class:`Readout`."""
 
     def __init__(self, model: nn.Module, spec: str | TargetSpec, input_shape: tuple[int, ...] | None = None,
                  name: str = "torch-module", readout: str | Readout | None = None, noise: str | Noise | None = None,
                  fast: bool = True) -> None:
+        if not isinstance(model, nn.Module):
+            raise MangoError(f"target network {name!r} is a {_kind(model)}, not a torch nn.Module")
         self.model = model.eval()
         self.spec = TargetSpec.parse(spec) if isinstance(spec, str) else spec
         space = getattr(model, "input_space", None)
-        self.input_shape = tuple(input_shape or (space.shape if space is not None else model.input_shape))
+        self.input_shape = declared_shape(model, input_shape, name)
         self._input_space = space if space is not None and tuple(space.shape) == self.input_shape else None
         self.name = name
         self.steps = getattr(model, "num_steps", None)
@@ -45,7 +100,7 @@ class TorchTarget(Target):
         if self.noise and self.noise.per_step and not isinstance(model, SpikingSequential):
             raise MangoError(f"noise {self.noise} needs a network simulated step by step by MANGO (mnist-snn, "
                              f"cifar-snn); {name!r} supports input:SD only")
-        self.layers: dict[str, LayerInfo] = {i.name: i for i in probe_layers(model, self.input_shape)}
+        self.layers: dict[str, LayerInfo] = {i.name: i for i in layers_of(model, self.input_shape)}
         self._rng = torch.Generator().manual_seed(0)
         self._resolve(Readout.parse(readout) if isinstance(readout, str) or readout is None else readout)
 
@@ -53,7 +108,7 @@ class TorchTarget(Target):
         spec = self.spec
         if spec.layer is None:
             with torch.inference_mode():
-                n = self.model(torch.zeros(1, *self.input_shape)).shape[1]
+                n = class_outputs(self.model(torch.zeros(1, *self.input_shape)), 1, self.name).shape[1]
             if spec.unit >= n:
                 raise MangoError(f"class {spec.unit} out of range for {self.name!r}: it has {n} outputs (0..{n - 1})")
             self.readout = readout or Readout("logit")
@@ -95,7 +150,10 @@ class TorchTarget(Target):
         if self.fast and self.readout.kind == "logit":
             last = self.model.order[-1]
             return self.model.simulate(images, last, self.spec.unit, noise=self.noise, rng=self._rng)[:, :, 0].mean(0)
-        out = self.model.simulate(images, noise=self.noise, rng=self._rng).mean(0) if self.fast else self.model(images)
+        if self.fast:
+            out = self.model.simulate(images, noise=self.noise, rng=self._rng).mean(0)
+        else:
+            out = class_outputs(self.model(images), len(images), self.name)
         out = out.softmax(1) if self.readout.kind == "prob" else out
         return out[:, self.spec.unit].float()
 
@@ -126,7 +184,9 @@ class TorchTarget(Target):
             return torch.cat(self._chunks)
         finally:
             handle.remove()
-        raise RuntimeError(f"layer {self.spec.layer} ran {len(self._chunks)} times, expected {self._info.calls}")
+        raise MangoError(f"layer {self.spec.layer!r} of {self.name!r} ran {len(self._chunks)} times in this forward "
+                         f"but {self._info.calls} times when probed; a network must run each layer equally often "
+                         "for every input (a spiking one reads num_steps at every call)")
 
     def _hook(self, module: nn.Module, inputs: object, output: object) -> None:
         if self.readout.needs_membrane:
@@ -135,11 +195,18 @@ class TorchTarget(Target):
                 raise MangoError(f"layer {self.spec.layer!r} does not expose its membrane potential")
         else:
             t = first_tensor(output)
-        if self._info.time == "flat":
+        if not isinstance(t, torch.Tensor):
+            raise MangoError(f"layer {self.spec.layer!r} of {self.name!r} returned a {_kind(t)}, not a torch.Tensor")
+        got = list(t.shape)
+        if self._info.time == "flat" and t.ndim and t.shape[0] % self._batch == 0:
             t = t.view(-1, self._batch, *t.shape[1:])
         elif self._info.time == "step":
             t = t.unsqueeze(0)
-        self._chunks.append(self._reduce_positions(t[:, :, self.spec.unit].float()))
+        if t.ndim < 2 or t.shape[1] != self._batch or tuple(t.shape[2:]) != self._info.shape:
+            raise MangoError(f"layer {self.spec.layer!r} of {self.name!r} gave an output of shape {got} for "
+                             f"{self._batch} images; when probed it gave {list(self._info.shape)} per image")
+        v = t[:, :, self.spec.unit] if t.ndim > 2 else t  # a layer with one value per image has one unit
+        self._chunks.append(self._reduce_positions(v.float()))
         if len(self._chunks) == self._info.calls:
             raise _Done
 

@@ -72,6 +72,7 @@ def _register(arch: str, title: str) -> None:
     factory.__doc__ = (f"torchvision {title}, ImageNet weights (224x224 normalized, resizes any input; "
                        f"weights 'none' = random init)")
     factory.__name__ = arch
+    factory.downloads = True  # default weights come from the internet (torch hub cache); "none" works offline
     MODELS.register(arch)(factory)
 
 

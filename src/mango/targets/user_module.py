@@ -58,10 +58,11 @@ def space_from_json(data: object, where: str) -> ImageSpace:
         raise MangoError(f"{where} must be a JSON object with input_shape [C, H, W] and optional mean, std, "
                          f"resize; got {json.dumps(data)[:200]}")
     shape = data["input_shape"]
-    if not (isinstance(shape, list) and len(shape) == 3 and all(isinstance(s, int) and s > 0 for s in shape)):
+    if not (isinstance(shape, list) and len(shape) == 3 and all(
+            isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape)):
         raise MangoError(f"{where}: input_shape must be three positive integers [C, H, W], got {shape!r}")
     try:
-        return ImageSpace(tuple(shape), data.get("mean"), data.get("std"), bool(data.get("resize", False)))
+        return ImageSpace(tuple(shape), data.get("mean"), data.get("std"), data.get("resize", False))
     except (TypeError, ValueError) as exc:
         raise MangoError(f"{where}: {first_line(exc)}") from None
 
@@ -72,7 +73,8 @@ def declare_input(model: nn.Module, name: str) -> nn.Module:
     if isinstance(space, dict):
         space = space_from_json(space, f"input_space of {name!r}")
     if space is None and shape is not None:
-        if not (len(tuple(shape)) == 3 and all(isinstance(s, int) and s > 0 for s in shape)):
+        if not (isinstance(shape, (tuple, list, torch.Size)) and len(shape) == 3
+                and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape)):
             raise MangoError(f"input_shape of {name!r} must be three positive integers (C, H, W), got {shape!r}")
         space = ImageSpace(tuple(shape))
     if not isinstance(space, ImageSpace):

@@ -10,6 +10,7 @@ silently.
 from __future__ import annotations
 
 import csv
+import math
 import random
 from collections.abc import Callable, Sequence
 from functools import lru_cache
@@ -45,8 +46,9 @@ def positive(name: str, value: int | float | None, allow_none: bool = False) -> 
     """Reject a non-positive count or rate with a one-line MangoError (``None`` allowed where it means 'all')."""
     if value is None and allow_none:
         return
-    if value is None or isinstance(value, bool) or not value > 0:
-        raise MangoError(f"{name} must be a positive number, got {value!r}")
+    if (value is None or isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or not value > 0):
+        raise MangoError(f"{name} must be a positive finite number, got {value!r}")
 
 
 def training_data(dataset: str, split: str, limit: int | None, seed: int, root: str | Path | None,

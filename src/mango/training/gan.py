@@ -63,7 +63,7 @@ def train_generator(arch: str, dataset: str, steps: int, out_dir: str | Path, ba
                 "sample_every": sample_every}
 
     seed_everything(seed)
-    models = {k: m.to(device).train() for k, m in recipe.build().items()}
+    models = {k: m.to(device).train() for k, m in recipe.build_checked().items()}
     opts = recipe.optimizers(models, lr)
     rngs = {"latent": torch.Generator().manual_seed(seed + 1)}
     step = state.load(ckpt, models, opts, rngs, settings) if resume else 0

@@ -12,6 +12,7 @@ for the sample grids, and exports the generator with its card. Two families:
 """
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
@@ -20,12 +21,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..errors import unknown
+from ..checkpoints import fits_default
+from ..errors import MangoError, first_line, unknown
 from ..generators.sngan import SNGANDiscriminator, SNGANGenerator
 from ..generators.sngan32 import SIZES, SPACE, SNGAN32Discriminator, SNGAN32Generator
 from ..generators.vqvae import VQVAE
 from ..imagespace import CIFAR10_MEAN, CIFAR10_STD, ImageSpace
-from .common import positive
 
 
 def gflop_per_image(fn: Callable[..., torch.Tensor], *example: torch.Tensor) -> float:
@@ -53,10 +54,27 @@ class Recipe(ABC):
                 raise unknown(f"option for arch {self.arch!r}", key, self.allowed)
         self.options = options
 
+    #: smallest value of an integer option (layers of ``width // 4`` channels need ``width >= 4``)
+    minimum: dict[str, int] = {}
+
     def option(self, key: str, default: int | float) -> int | float:
+        """Architecture option ``key`` (``--opt KEY=VALUE``): a positive value of the default's type."""
         value = self.options.get(key, default)
-        positive(f"option {key}", value)
+        low = self.minimum.get(key, 1)
+        if not fits_default(value, default) or not value > 0 or (isinstance(default, int) and value < low):
+            expected = (f"an integer >= {low}" if isinstance(default, int) and low > 1 else "a positive integer"
+                        if isinstance(default, int) else "a positive finite number")
+            raise MangoError(f"option {key} for arch {self.arch!r} must be {expected}, got {value!r} "
+                             f"(e.g. --opt {key}={default})")
         return value
+
+    def build_checked(self) -> dict[str, nn.Module]:
+        """:meth:`build`, a constructor's refusal of the options (e.g. a width too small) as a one-line error."""
+        try:
+            return self.build()
+        except (RuntimeError, ValueError, TypeError, ZeroDivisionError) as exc:  # MangoError is a ValueError
+            given = ", ".join(f"{k}={v}" for k, v in self.options.items()) or "defaults"
+            raise MangoError(f"arch {self.arch!r} cannot be built with options {given}: {first_line(exc)}") from None
 
     @abstractmethod
     def build(self) -> dict[str, nn.Module]: ...
@@ -89,6 +107,7 @@ class HingeGAN(Recipe):
     def __init__(self, arch: str, g_cls: type, d_cls: type, g_kwargs: dict, d_kwargs: dict,
                  shape: tuple[int, int, int], n_dis: int, options: dict | None) -> None:
         self.arch = arch
+        self.minimum = {"width": 4} if g_cls is SNGANGenerator else {}  # its last convs have width // 4 channels
         super().__init__(options)
         self.g_cls, self.d_cls = g_cls, d_cls
         self.g_kwargs = g_kwargs | {"dim": int(self.option("dim", g_kwargs["dim"])),
@@ -158,12 +177,16 @@ class VQVAERecipe(Recipe):
     allowed = ("num_hiddens", "num_residual_layers", "num_residual_hiddens", "num_embeddings", "embedding_dim",
                "commitment_cost", "decay", "data_variance")
     image_space = ImageSpace((3, 32, 32), CIFAR10_MEAN, CIFAR10_STD)
+    minimum = {"num_hiddens": 2}  # the encoder's first conv has num_hiddens // 2 channels
+
+    def __init__(self, options: dict | None) -> None:
+        super().__init__(options)
+        defaults = {k: p.default for k, p in inspect.signature(VQVAE).parameters.items()} | {"data_variance": 1.0}
+        for key in self.options:  # checked now, before any data is read
+            self.option(key, defaults[key])
 
     def build(self) -> dict[str, nn.Module]:
-        kwargs = {k: v for k, v in self.options.items() if k != "data_variance"}
-        for k, v in kwargs.items():
-            positive(f"option {k}", v)
-        return {"vqvae": VQVAE(**kwargs)}
+        return {"vqvae": VQVAE(**{k: v for k, v in self.options.items() if k != "data_variance"})}
 
     def step(self, models: dict, opts: dict, reals: list[torch.Tensor], rng: torch.Generator) -> dict[str, float]:
         model, real = models["vqvae"], reals[0]

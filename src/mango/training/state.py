@@ -21,7 +21,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..errors import MangoError, first_line
+from ..checkpoints import mismatch
+from ..errors import MangoError
 
 TENSORS, OPTIMIZERS, META = "checkpoint.safetensors", "optimizer.pt", "checkpoint.json"
 #: settings a resume may change: the length of the run and how often it writes files
@@ -105,8 +106,7 @@ def load(folder: Path, modules: dict[str, nn.Module], optimizers: dict[str, torc
         try:
             m.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}, strict=True)
         except RuntimeError as exc:
-            first = first_line(exc)
-            raise MangoError(f"checkpoint file {path} does not fit {type(m).__name__}: {first}") from None
+            raise MangoError(f"checkpoint file {path} does not fit {type(m).__name__}: {mismatch(exc)}") from None
     opt_path = folder / OPTIMIZERS
     try:
         states = torch.load(opt_path, weights_only=True, map_location="cpu")
