@@ -36,8 +36,8 @@ from rich.table import Table
 
 import mango
 from mango.analysis import plot_convergence
-from mango.optimizers.base import parse_entry
 from mango.experiment.history import best_so_far
+from mango.optimizers.base import parse_entry
 
 
 def random_reference(gen, tgt, n: int, seed: int = 12345, batch: int = 250) -> float:
@@ -106,8 +106,9 @@ def main() -> None:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for name, seed in track(jobs, description="runs"):
         opt, options = parse_entry(name)
+        out = a.out / "runs" / f"{stamp}-{name.replace(':', '_')}-s{seed}"
         res = mango.run(optimizer=opt, optimizer_options=options, budget=budgets[-1], seed=seed, target=tgt,
-                        generator=gen, progress=False, repeats=a.repeats, out=a.out / "runs" / f"{stamp}-{name.replace(':', '_')}-s{seed}")
+                        generator=gen, progress=False, repeats=a.repeats, out=out)
         h = res.history
         curve = best_so_far(h)
         wall = float(h["elapsed_s"].iloc[-1])

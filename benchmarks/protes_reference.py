@@ -207,10 +207,11 @@ def summarize(ref: list[float], ours: list[float]) -> dict:
 
 
 def versions() -> dict:
+    from importlib.metadata import version
+
     import jax
     import jaxlib
     import optax
-    from importlib.metadata import version
 
     return {"protes": version("protes"), "jax": jax.__version__, "jaxlib": jaxlib.__version__,
             "optax": optax.__version__, "jax_enable_x64": bool(jax.config.jax_enable_x64),
@@ -247,7 +248,7 @@ def main() -> None:
         import jax
         import protes  # noqa: F401
     except ImportError as e:
-        raise SystemExit(f"needs the reference package: pip install -e '.[reference]' ({e})")
+        raise SystemExit(f"needs the reference package: pip install -e '.[reference]' ({e})") from e
     if a.x64:
         jax.config.update("jax_enable_x64", True)
     if a.jax_cache != "none":

@@ -124,10 +124,11 @@ def main() -> None:
                         row["naive_img_s"] = round(rate(naive, x, a.seconds), 1)
                         row["speedup"] = round(row["optimized_img_s"] / row["naive_img_s"], 2)
                     if gen is not None:
-                        z = torch.randint(0, gen.space.size, (b, gen.space.dim), generator=torch.Generator().manual_seed(0))
+                        z = torch.randint(0, gen.space.size, (b, gen.space.dim),
+                                          generator=torch.Generator().manual_seed(0))
                         row["generator"] = gen_name
                         row["generator_img_s"] = round(rate(gen.decode, z, a.seconds), 1)
-                        row["gen+target_img_s"] = round(rate(lambda z: target.responses(gen.decode(z)), z,
+                        row["gen+target_img_s"] = round(rate(lambda z, t=target, g=gen: t.responses(g.decode(z)), z,
                                                              a.seconds), 1)
                     rows.append(row)
                     console.print(row)

@@ -47,7 +47,8 @@ def tiny_setup():
 # mounting a file system) may skip there.
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "ci_may_skip(reason): the test may skip in CI too (a need CI cannot always meet)")
+    config.addinivalue_line("markers",
+                            "ci_may_skip(reason): the test may skip in CI too (a need CI cannot always meet)")
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -79,5 +79,6 @@ def test_corrupt_weights_given_on_the_command_line(tmp_path):
     (tmp_path / "snn.json").write_text('{"architecture": {}}')
     res = runner.invoke(app, ["run", "--model-weights", str(bad), "--out", str(tmp_path / "r")])
     assert res.exit_code == 2
-    assert res.stderr.strip() == f"error: cannot read weights file {bad}: not a valid safetensors file (SafetensorError)"
+    assert res.stderr.strip() == (f"error: cannot read weights file {bad}: "
+                                  "not a valid safetensors file (SafetensorError)")
     assert not (tmp_path / "r").exists()

@@ -5,8 +5,7 @@ import pytest
 import torch
 
 from mango import MangoError
-from mango.data import (DATASETS, IMAGE_SPACES, MNIST_MEAN, MNIST_STD, image_space, load_dataset,  # noqa: F401
-                        mnist_digits)
+from mango.data import DATASETS, IMAGE_SPACES, MNIST_MEAN, MNIST_STD, image_space, load_dataset
 from mango.imagespace import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD
 
 

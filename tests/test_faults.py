@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from typer.testing import CliRunner
 
 import mango
@@ -109,7 +108,8 @@ def test_kill_9_at_random_instants_never_loses_a_measured_row(tmp_path, referenc
     assert done.returncode == 0, done.stderr
     final = mango.load_run(run_dir)
     pd.testing.assert_frame_equal(stored(run_dir), ref)
-    assert final.best_response == reference.best_response and final.best_latent.tolist() == reference.best_latent.tolist()
+    assert final.best_response == reference.best_response
+    assert final.best_latent.tolist() == reference.best_latent.tolist()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
@@ -199,15 +199,16 @@ def test_a_full_disk_ends_in_one_line_and_a_resumable_folder(tmp_path, tmpfs, ti
     """The disk fills up before the 5th batch is recorded, or after the last (the 7th call re-measures the best)."""
     gen, net = tiny_setup
     kw = dict(optimizer="sepcma", budget=60, batch=10, seed=4, remeasure=1, generator=gen, progress=False)
-    full = mango.run(target=mango.TorchTarget(net, "lif2:1"), out=tmp_path / "full", **kw)
+    mango.run(target=mango.TorchTarget(net, "lif2:1"), out=tmp_path / "full", **kw)
     run_dir = tmpfs / "run"
     with pytest.raises(MangoError) as exc:
         mango.run(target=Filling(mango.TorchTarget(net, "lif2:1"), at, tmpfs), out=run_dir, **kw)
     msg = str(exc.value)
-    assert msg.startswith(f"disk full while {where} in {run_dir}") and msg.endswith(f"mango run --resume --out {run_dir}")
+    assert msg.startswith(f"disk full while {where} in {run_dir}")
+    assert msg.endswith(f"mango run --resume --out {run_dir}")
     assert len(stored(run_dir)) == kept
     (tmpfs / "filler").unlink()
-    resumed = mango.run(target=mango.TorchTarget(net, "lif2:1"), out=run_dir, resume=True, **kw)
+    mango.run(target=mango.TorchTarget(net, "lif2:1"), out=run_dir, resume=True, **kw)
     pd.testing.assert_frame_equal(stored(run_dir), stored(tmp_path / "full"))
 
 

@@ -128,7 +128,8 @@ def test_nan_and_inf_responses_are_recorded_and_treated_as_worst(tmp_path, tiny_
     hist = res.history
     assert hist["response"].isna().sum() >= 30 and np.isinf(hist["response"]).sum() >= 10
     assert (hist.loc[~np.isfinite(hist["response"]), "value"] == -np.inf).all()
-    assert np.isfinite(res.best_response) and res.best_response == hist.loc[np.isfinite(hist["response"]), "response"].max()
+    assert np.isfinite(res.best_response)
+    assert res.best_response == hist.loc[np.isfinite(hist["response"]), "response"].max()
 
 
 def test_all_nan_responses_fail_clearly_but_keep_history(tmp_path, tiny_setup):
@@ -157,7 +158,8 @@ def test_all_nan_responses_fail_clearly_but_keep_history(tmp_path, tiny_setup):
     (dict(optimizer_options={"bogus": 1}), "unknown option 'bogus' for optimizer 'sepcma'; allowed: "),
     (dict(optimizer="cma", optimizer_options={"popsize": "abc"}), "bad option popsize='abc' for optimizer 'cma'"),
     (dict(seed=1.5), "seed must be an integer, got 1.5"),
-    (dict(optimizer_options={"grid": "maybe"}), "bad option grid='maybe' for optimizer 'sepcma': expected true or false"),
+    (dict(optimizer_options={"grid": "maybe"}),
+     "bad option grid='maybe' for optimizer 'sepcma': expected true or false"),
 ])
 def test_bad_run_arguments_fail_with_one_line(tmp_path, kwargs, needle):
     with pytest.raises(MangoError) as exc:

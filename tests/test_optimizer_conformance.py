@@ -214,3 +214,24 @@ def test_the_base_catches_a_broken_method(out, problem):
         Broken(SPACES["categorical"], torch.zeros(3, 6, dtype=torch.float64)).ask(3)
     with pytest.raises(TypeError, match="implement _ask"):
         type("Overrides", (Broken,), {"ask": lambda self, k: None})
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_left_out_candidates_are_not_told_as_values(name):
+    """A candidate never measured (a rig that gave no answer) is told as missing: the method goes on, stays
+    deterministic, and behaves as if that candidate had never been proposed (never as its best)."""
+    space = LatentSpace(6, 16, (-4.0, 4.0))
+
+    def run(seed):
+        opt, asked = make(name, space, seed), []
+        for r in range(4):
+            z = opt.ask(7)
+            asked.append(z)
+            values = torch.linspace(0, 1, 7, dtype=torch.float64) + r
+            opt.tell(z, values, missing=[i % 3 == 0 for i in range(7)])
+        opt.close()
+        return torch.cat(asked)
+
+    a = run(0)
+    assert torch.equal(a, run(0))
+    space.check(a)

@@ -31,7 +31,7 @@ def jax_compilation_cache(tmp_path_factory):
             "jax_persistent_cache_min_entry_size_bytes")
     old = {key: getattr(jax.config, key) for key in keys}
     new = (str(tmp_path_factory.mktemp("jax-cache")), 0, 0)
-    for key, value in zip(keys, new):
+    for key, value in zip(keys, new, strict=True):
         jax.config.update(key, value)
     yield
     for key, value in old.items():
@@ -77,8 +77,8 @@ def test_update_matches_the_reference():
 
     info = {}
     with enable_x64():
-        ref.protes(f, d, n, m=k, k=k, k_top=k_top, k_gd=k_gd, lr=lr, r=r, seed=0, P=[jnp.asarray(G) for G in reference_cores(Y)],
-                   info=info, with_info_p=True, do_final_update=True)
+        ref.protes(f, d, n, m=k, k=k, k_top=k_top, k_gd=k_gd, lr=lr, r=r, seed=0,
+                   P=[jnp.asarray(G) for G in reference_cores(Y)], info=info, with_info_p=True, do_final_update=True)
         theirs = [np.asarray(G) for G in info["P"]]
     assert all(G.dtype == np.float64 for G in theirs)
     opt = P.Protes(LatentSpace(d, n), 0, k=k, k_top=k_top, k_gd=k_gd, lr=lr, rank=r, quantize=False)
@@ -88,7 +88,7 @@ def test_update_matches_the_reference():
     opt._tell(torch.from_numpy(seen["I"].astype(np.int64)), torch.from_numpy(-seen["y"]))  # ours maximizes
     mine = reference_cores(opt.Y)
     assert not np.allclose(mine[1], reference_cores(Y)[1])  # it did move
-    for a, b in zip(mine, theirs):
+    for a, b in zip(mine, theirs, strict=True):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-8)
 
 

@@ -26,7 +26,7 @@ def reference_activity(net, images):
         f = net.fc1(s2.flatten(1))
         mem3 = torch.zeros_like(f) if mem3 is None else mem3
         s3, mem3 = net.lif3(f, mem3)
-        for k, v in zip(rec, (c1, p1, s1, c2, p2, s2, f, s3)):
+        for k, v in zip(rec, (c1, p1, s1, c2, p2, s2, f, s3), strict=True):
             rec[k] = rec[k] + v / steps
     return rec
 

@@ -196,7 +196,7 @@ def test_resize_pads_small_images_and_repeats_channels():
 def test_batch_order_is_a_function_of_seed_and_batch_index():
     a, b = BatchOrder(10, 3, seed=5), BatchOrder(10, 3, seed=5)
     later = [b.indices(i) for i in (7, 0, 4)]
-    assert all(torch.equal(a.indices(i), t) for i, t in zip((7, 0, 4), later))
+    assert all(torch.equal(a.indices(i), t) for i, t in zip((7, 0, 4), later, strict=True))
     assert sorted(torch.cat([a.indices(i) for i in range(3)]).tolist()) == sorted(set(a.epoch(0)[:9].tolist()))
 
 

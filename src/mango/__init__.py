@@ -27,7 +27,14 @@ _WHERE = {
 }
 _MODULES = ("analysis", "data", "experiment", "generators", "optimizers", "targets", "training")
 
-__all__ = sorted([*_WHERE, *_MODULES])
+# spelled out (not computed from _WHERE and _MODULES) so linters and type checkers see the re-exports;
+# tests/test_package.py checks that it lists exactly those names
+__all__ = [
+    "GENERATORS", "Generator", "LatentSpace", "MODELS", "MangoError", "OPTIMIZERS", "Optimizer", "RunConfig",
+    "RunInterrupted", "RunResult", "Target", "TargetSpec", "TorchGenerator", "TorchTarget", "analysis", "data",
+    "experiment", "export_run", "generators", "load_run", "make_target", "optimizers", "read_history", "run",
+    "targets", "training",
+]
 
 if TYPE_CHECKING:
     from . import analysis, data, experiment, generators, optimizers, targets, training

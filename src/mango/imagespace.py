@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import SupportsFloat, SupportsIndex, cast
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +28,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 def _count(v: object) -> bool:
     """A positive integer (Python, numpy or torch), not a bool."""
-    return not isinstance(v, bool) and hasattr(type(v), "__index__") and int(v) > 0
+    return not isinstance(v, bool) and hasattr(type(v), "__index__") and int(cast(SupportsIndex, v)) > 0
 
 
 def _number(v: object) -> bool:
@@ -35,7 +36,7 @@ def _number(v: object) -> bool:
     if isinstance(v, (bool, str, bytes)):
         return False
     try:
-        return math.isfinite(float(v))
+        return math.isfinite(float(cast(SupportsFloat, v)))  # anything else: TypeError below
     except (TypeError, ValueError):
         return False
 
@@ -94,7 +95,8 @@ class ImageSpace:
         return (x - m) / s
 
     def describe(self) -> str:
-        norm = f"normalized mean={list(self.mean)} std={list(self.std)}" if self.normalized else "pixels in [0, 1]"
+        norm = (f"normalized mean={list(self.mean)} std={list(self.std)}"
+                if self.mean is not None and self.std is not None else "pixels in [0, 1]")
         return f"{'x'.join(map(str, self.shape))} {norm}" + (" (resizes any input)" if self.resize else "")
 
     def to_dict(self) -> dict:

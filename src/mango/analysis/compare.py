@@ -63,7 +63,7 @@ def plot_convergence(curves: Mapping[str, np.ndarray], path: Path, title: str) -
     plt = figures()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     tops = []
-    for colour, (name, best) in zip(colours(len(curves)), curves.items()):
+    for colour, (name, best) in zip(colours(len(curves)), curves.items(), strict=True):
         q = np.arange(1, best.shape[1] + 1)
         med, lo, hi = np.median(best, 0), np.percentile(best, 25, 0), np.percentile(best, 75, 0)
         tops.append(med[-1])
@@ -94,7 +94,7 @@ def plot_meis(runs: list[Run], generators: Generators, path: Path, title: str) -
     cols = max(len(rs) for rs in by_method.values())
     fig, axes = plt.subplots(len(by_method), cols, figsize=(1.5 * cols + 1.2, 1.6 * len(by_method) + 0.6),
                              squeeze=False)
-    for row, (method, rs) in zip(axes, by_method.items()):
+    for row, (method, rs) in zip(axes, by_method.items(), strict=True):
         for j, ax in enumerate(row):
             if j >= len(rs):
                 ax.axis("off")

@@ -34,7 +34,7 @@ def plot_distributions(table: pd.DataFrame, layers: list[str], path: Path) -> Pa
     fig, ax = plt.subplots(figsize=(max(5.0, 1.4 * len(layers) * len(gens)) + 2, 4))
     width = 0.8 / len(gens)
     rng = np.random.default_rng(0)
-    for g, (gname, colour) in enumerate(zip(gens, colours(len(gens)))):
+    for g, (gname, colour) in enumerate(zip(gens, colours(len(gens)), strict=True)):
         label = gname  # on the generator's first dots only
         for k, layer in enumerate(layers):
             v = table.loc[(table["layer"] == layer) & (table["generator"] == gname), "best_response"].to_numpy()

@@ -58,7 +58,8 @@ def diversity_table(runs: Iterable[Run], generators: Generators) -> tuple[pd.Dat
             for j in range(i + 1, len(rs)):
                 a, b = rs[i], rs[j]
                 rows.append({"neuron": a.neuron, "generator": a.config.generator, "layer": a.layer,
-                             "run_a": str(a.run_dir), "run_b": str(b.run_dir), "method_a": a.method, "method_b": b.method,
+                             "run_a": str(a.run_dir), "run_b": str(b.run_dir),
+                             "method_a": a.method, "method_b": b.method,
                              "seed_a": a.seed, "seed_b": b.seed, "same_method": a.method == b.method,
                              "latent_distance": float(lat[i, j]), "image_distance": float(img[i, j])})
     cols = ["neuron", "generator", "layer", "run_a", "run_b", "method_a", "method_b", "seed_a", "seed_b",
@@ -74,8 +75,8 @@ def plot_boxes(table: pd.DataFrame, layers: list[str], path: Path) -> Path:
     width = 0.8 / len(gens)
     rng = np.random.default_rng(0)
     for ax, col, name, unit in zip(axes, ("latent_distance", "image_distance"), ("latent", "image"),
-                                   ("RMS per coordinate", "RMS, pixels in [0, 1]")):
-        for g, (gname, colour) in enumerate(zip(gens, colours(len(gens)))):
+                                   ("RMS per coordinate", "RMS, pixels in [0, 1]"), strict=True):
+        for g, (gname, colour) in enumerate(zip(gens, colours(len(gens)), strict=True)):
             data = [table.loc[(table["layer"] == layer) & (table["generator"] == gname), col].to_numpy()
                     for layer in layers]
             pos = np.arange(len(layers)) + (g - (len(gens) - 1) / 2) * width
@@ -110,7 +111,7 @@ def plot_heatmaps(matrices: dict, path: Path, limit: int = 12) -> Path:
     fig, axes = plt.subplots(rows, cols, figsize=(side * cols + 1.5, side * rows + 0.6), squeeze=False,
                              layout="constrained")
     vmax = max(float(lat.max()) for _, lat, _ in matrices.values()) or 1.0
-    for ax, (setting, (rs, lat, _)) in zip(axes.flat, items):
+    for ax, (setting, (rs, lat, _)) in zip(axes.flat, items, strict=False):  # the grid may have spare cells
         im = ax.imshow(lat, cmap="viridis", vmin=0, vmax=vmax)
         labels = [r.label() for r in rs]
         ax.set_xticks(range(len(rs)), labels, rotation=90, fontsize=6)

@@ -60,7 +60,7 @@ def checkpoints(ckpt_dir: str | Path, epochs: list[int] | None = None) -> pd.Dat
         raise MangoError(f"{metrics} is corrupt: expected numeric columns epoch and heldout_accuracy"
                          + (f" ({missing} missing)" if missing else ""))
     acc = acc.dropna(subset=["epoch"])
-    acc = dict(zip(acc["epoch"].astype(int), acc["heldout_accuracy"].astype(float)))
+    acc = dict(zip(acc["epoch"].astype(int), acc["heldout_accuracy"].astype(float), strict=True))
     if epochs:
         bad = [e for e in epochs if e not in found]
         if bad:
@@ -142,7 +142,7 @@ def plot_curves(table: pd.DataFrame, neurons: list[str], path: Path) -> Path:
     for i, name in enumerate(neurons):
         t = table[table["neuron_order"] == i]
         line, = ax.plot(t["epoch"], t["entropy"], marker="o", label=name)
-        for e, h, c in zip(t["epoch"], t["entropy"], t["preferred_class"]):
+        for e, h, c in zip(t["epoch"], t["entropy"], t["preferred_class"], strict=True):
             ax.annotate(str(c), (e, h), textcoords="offset points", xytext=(0, 5), fontsize=7, color=line.get_color())
     ax.set(xlabel="epoch", ylabel="normalized class entropy of the MEI", ylim=(0, 1.05),
            title="selectivity per checkpoint (numbers: preferred class)")
@@ -188,8 +188,8 @@ def evolution(ckpt_dir: str | Path, neurons: list[str] | str, generator: str | G
     order = {(r["neuron_order"], r["epoch"]): k for k, r in enumerate(rows)}
     pix = [gens.pixels(runs[order[(i, e)]]) for i in range(len(neurons)) for e in ckpts["epoch"]]
     images = torch.stack(pix).view(len(neurons), len(ckpts), *pix[0].shape)
-    first = ["neuron", "epoch", "heldout_accuracy", "preferred_class", "silent", "changed", "switched", "entropy", "p_max",
-             "best_response", "run"]
+    first = ["neuron", "epoch", "heldout_accuracy", "preferred_class", "silent", "changed", "switched", "entropy",
+             "p_max", "best_response", "run"]
     table = table[first + [c for c in table.columns if c not in first]]
     result = EvolutionAnalysis({"evolution": table.drop(columns="neuron_order")}, images=images)
     title = (f"MEI evolution: {model} checkpoints in {Path(ckpt_dir).name}, {getattr(generator, 'name', generator)}, "

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -18,7 +19,7 @@ class Figures:
 
     @staticmethod
     def subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] | None = None,
-                 layout: str | None = None, **kwargs: object) -> tuple:
+                 layout: Literal["constrained", "compressed", "tight"] | None = None, **kwargs: Any) -> tuple:
         from matplotlib.figure import Figure
 
         fig = Figure(figsize=figsize, layout=layout)
@@ -49,11 +50,11 @@ def show_image(ax, image: torch.Tensor) -> None:
 
 
 def colours(n: int) -> list:
-    """``n`` distinct colours (tab10, then tab20 beyond 10)."""
+    """``n`` distinct colours (tab10, then tab20 beyond 10); exactly ``n``, so ``zip(..., strict=True)`` holds."""
     from matplotlib import colormaps
 
     cmap = colormaps["tab10" if n <= 10 else "tab20"]
-    return [cmap(i % cmap.N) for i in range(max(n, 1))]
+    return [cmap(i % cmap.N) for i in range(n)]
 
 
 @dataclass

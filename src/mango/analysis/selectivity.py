@@ -71,10 +71,12 @@ def class_probabilities(model: nn.Module, images: torch.Tensor, repeats: int = 1
     out = []
     for image in images:
         rng.manual_seed(seed)
-        total = 0
+        total: torch.Tensor | None = None
         for start in range(0, repeats, CHUNK):
             x = image[None].expand(min(CHUNK, repeats - start), *image.shape).contiguous()
-            total = total + class_logits(model, x, parsed, rng).double().softmax(1).sum(0)
+            p = class_logits(model, x, parsed, rng).double().softmax(1).sum(0)
+            total = p if total is None else total + p
+        assert total is not None  # repeats >= 1
         out.append(total / repeats)
     return torch.stack(out)
 
@@ -83,7 +85,8 @@ class Classifiers:
     """The classifier of each run (its model and weights at the class outputs), built once per analysis."""
 
     def __init__(self, given: Mapping[str, nn.Module] | None = None, steps: int | None = None) -> None:
-        self.given, self.steps, self._built = dict(given or {}), steps, {}
+        self.given, self.steps = dict(given or {}), steps
+        self._built: dict[tuple[str, str | None, int | None], TorchTarget] = {}
 
     def get(self, run: Run) -> TorchTarget:
         c = run.config
@@ -118,7 +121,7 @@ def plot_selectivity(table: pd.DataFrame, path: Path, layers: list[str], title: 
     plt = figures()
     fig, axes = plt.subplots(1, len(layers), figsize=(3.2 * len(layers) + 0.6, 3.2), squeeze=False, sharey=True)
     bins = np.linspace(0, 1, 21)
-    for ax, layer in zip(axes[0], layers):
+    for ax, layer in zip(axes[0], layers, strict=True):
         h = table.loc[table["layer"] == layer, "entropy"].to_numpy()
         ax.hist(h, bins=bins, color="tab:blue", alpha=0.8, edgecolor="white", label=f"{len(h)} MEIs")
         ax.axvline(np.median(h), color="tab:red", ls="--", lw=1.2, label=f"median {np.median(h):.2f}")

@@ -1,8 +1,8 @@
 """A study: the run folders under one folder, read back and checked, with their MEIs decoded.
 
 Every analysis starts here, so a missing or corrupt file is reported once, in one line naming it,
-before any figure is drawn. A run is a folder holding ``config.json`` and its records (``run.db``, or ``history.csv`` of MANGO 0.1)
-and ``result.json`` once it finished; a folder holding only some of them is a broken run.
+before any figure is drawn. A run is a folder holding ``config.json`` and its records (``run.db``, or ``history.csv``
+of MANGO 0.1) and ``result.json`` once it finished; a folder holding only some of them is a broken run.
 """
 from __future__ import annotations
 

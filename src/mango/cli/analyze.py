@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app: typer.Typer = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Analyses of finished runs: figures (PNG) and tables (CSV), and an HTML report.")
 from .main import out, user_errors  # noqa: E402  (after app: main.py imports this module to register it)
 

@@ -10,7 +10,8 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Check models before using them for MEI search.")
+app: typer.Typer = typer.Typer(add_completion=False, no_args_is_help=True,
+                               help="Check models before using them for MEI search.")
 from ..errors import MangoError  # noqa: E402
 from .main import err, out, user_errors  # noqa: E402  (after app: main.py imports this module to register it)
 

@@ -62,7 +62,6 @@ def _run_command(**kw: Any) -> None:
     out_dir, resume, quiet, opt = kw.pop("out_dir"), kw.pop("resume"), kw.pop("quiet"), kw.pop("opt")
     with user_errors():
         try:
-            from ..experiment.loop import RunInterrupted
             from ..experiment.loop import run as run_api
 
             result = run_api(out=out_dir, resume=resume, progress=not quiet, optimizer_options=_options(opt) or None,
@@ -89,7 +88,7 @@ def _run_signature() -> inspect.Signature:
             params.append(inspect.Parameter("opt", kw, annotation=list[str], default=typer.Option(
                 [], "--opt", help=f.metadata["help"])))
             continue
-        kind = Optional[int] if "int" in str(f.type) else Optional[str]
+        kind = Optional[float] if "float" in str(f.type) else Optional[int] if "int" in str(f.type) else Optional[str]
         default = getattr(defaults, f.name)
         shown = f" (default: {default})" if default is not None and "default" not in f.metadata["help"] else ""
         resume = "" if f.metadata["fixed"] else "; may change on --resume"
@@ -140,11 +139,13 @@ def layers(model: str = typer.Argument("mnist-snn", help="a registered target ne
         net, note = model_architecture(model, model_weights or weights)
         if note:
             err.print(f"note: {note}", highlight=False, soft_wrap=True)
-        space = getattr(net, "input_space", None)
+        from ..targets.base import model_input_space
+
+        space = model_input_space(net)
         t = Table(title=f"layers of {model}")
         for col in ("layer", "type", "units", "output shape", "spiking", "calls/forward"):
             t.add_column(col)
-        infos = probe_layers(net, space.shape if space is not None else net.input_shape)
+        infos = probe_layers(net, space.shape)
         for info in infos:
             t.add_row(info.name, info.kind, str(info.units), "x".join(map(str, info.shape)),
                       "yes" if info.spiking else "", str(info.calls))
@@ -169,9 +170,11 @@ def list_(family: Family = typer.Argument(..., help="optimizers, generators or t
     """List the registered plug-ins of one family."""
     from ..generators import GENERATORS
     from ..optimizers import OPTIMIZERS
+    from ..registry import Registry
     from ..targets import MODELS
 
-    registry = {"optimizers": OPTIMIZERS, "generators": GENERATORS, "targets": MODELS}[family.value]
+    registries: dict[str, Registry] = {"optimizers": OPTIMIZERS, "generators": GENERATORS, "targets": MODELS}
+    registry = registries[family.value]
     t = Table(title=family.value)
     t.add_column("name")
     t.add_column("description")
@@ -200,13 +203,14 @@ def show(run_dir: Path = typer.Argument(..., help="a run folder written by `mang
 class Format(str, Enum):
     csv = "csv"
     parquet = "parquet"
+    nwb = "nwb"
 
 
 @app.command()
 def export(run_dir: Path = typer.Argument(..., help="a run folder"),
-           fmt: Format = typer.Option(..., "--format", help="csv or parquet"),
+           fmt: Format = typer.Option(..., "--format", help="csv, parquet or nwb (Neurodata Without Borders)"),
            out_file: Path = typer.Option(..., "--out", help="file to write")) -> None:
-    """Write a run's history, one row per presentation with its status, as CSV or Parquet."""
+    """Write a run's history, one row per presentation with its status, as CSV, Parquet or NWB."""
     from ..experiment import export_run
 
     with user_errors():
@@ -224,8 +228,12 @@ def convert(folders: list[Path] = typer.Argument(..., help="run folders of MANGO
             out.print(line, highlight=False, soft_wrap=True)
 
 
-from . import check, train  # noqa: E402  (sub-apps; they import user_errors from this module)
+# sub-apps last: they import user_errors, err and out from this module
+from . import analyze, check, rig, train  # noqa: E402
+from .monitor import monitor  # noqa: E402
+
 app.add_typer(train.app, name="train")
 app.add_typer(check.app, name="check")
-from . import analyze  # noqa: E402
 app.add_typer(analyze.app, name="analyze")
+app.add_typer(rig.app, name="rig")
+app.command()(monitor)

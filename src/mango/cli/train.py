@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app: typer.Typer = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Train generators and target networks (reproducible, resumable).")
 from .main import _options, err, out, user_errors  # noqa: E402  (after app: main.py imports this module to register it)
 

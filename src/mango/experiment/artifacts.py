@@ -13,10 +13,10 @@ from .history import best_rows, best_so_far, latents
 
 def to_pil(image: torch.Tensor, scale: int = 8) -> Image.Image:
     """A ``[C, H, W]`` image in [0, 1] as an upscaled PIL image (nearest, pixels stay visible)."""
-    arr = (image.clamp(0, 1) * 255).round().byte().cpu()
-    arr = arr[0].numpy() if arr.shape[0] == 1 else arr.permute(1, 2, 0).numpy()
+    t = (image.clamp(0, 1) * 255).round().byte().cpu()
+    arr = t[0].numpy() if t.shape[0] == 1 else t.permute(1, 2, 0).numpy()
     img = Image.fromarray(arr)
-    return img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    return img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
 
 
 def convergence_plot(history: pd.DataFrame, path: str | IO[bytes], title: str) -> None:

@@ -44,6 +44,11 @@ class RunConfig:
     noise: str | None = setting(None, "injected trial-to-trial noise: input:SD, membrane:SD, poisson "
                                 "(comma-separated)")
     steps: int | None = setting(None, "time steps of a spiking target (default: the network's own)")
+    #: rig runs (``--model rig:...``): the rig's answers, its silences and its drift
+    timeout: float = setting(10.0, "rig runs: seconds of live rig to wait for a block's answers", fixed=False)
+    reshows: int = setting(3, "rig runs: times an unanswered image is shown again before it is left out",
+                           fixed=False)
+    references: int = setting(0, "rig runs: reference images interleaved in every block (to track drift)")
 
     def validate(self) -> RunConfig:
         """Types and ranges of every setting, each failure one line naming the value."""
@@ -52,7 +57,11 @@ class RunConfig:
             optional = "None" in str(kind)
             if value is None and optional:
                 continue
-            if "int" in str(kind):
+            if "float" in str(kind):
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+                    and value > 0
+                want = "a positive number"
+            elif "int" in str(kind):
                 ok = isinstance(value, int) and not isinstance(value, bool)
                 want = "an integer"
             elif "dict" in str(kind):
@@ -67,6 +76,8 @@ class RunConfig:
                 (("steps",) if self.steps is not None else ()):
             if getattr(self, name) < 1:
                 raise MangoError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.reshows < 0 or self.references < 0:
+            raise MangoError(f"reshows and references must be >= 0, got {self.reshows!r} and {self.references!r}")
         if self.remeasure < 0:
             raise MangoError(f"remeasure must be a non-negative integer, got {self.remeasure!r}")
         if self.seed < 0:

@@ -113,7 +113,7 @@ def replace_file(path: Path, write: Callable[[IO[bytes]], None]) -> None:
 
 
 def write_text(path: Path, text: str) -> None:
-    replace_file(path, lambda f: f.write(text.encode()))
+    replace_file(path, lambda f: None if f.write(text.encode()) else None)
 
 
 def write_json(path: Path, data: object) -> None:

@@ -8,6 +8,7 @@ set aside is measured again in its own place.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import time
@@ -15,7 +16,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -37,12 +38,21 @@ from .store import RunStore, encode_latent
 log = logging.getLogger("mango")
 
 
-def build_components(cfg: RunConfig, generator: Generator | None = None,
-                     target: Target | None = None) -> tuple[Generator, Target, Optimizer]:
-    """Generator, target and optimizer for ``cfg``; objects given directly take precedence."""
+def build_components(cfg: RunConfig, generator: Generator | None = None, target: Target | None = None,
+                     session: str | None = None) -> tuple[Generator, Target, Optimizer]:
+    """Generator, target and optimizer for ``cfg``; objects given directly take precedence. ``session``
+    names this run to a rig (the same after a restart)."""
     gen = generator or make_generator(cfg.generator, cfg.generator_weights)
+    if target is None and cfg.model.startswith("rig:"):
+        from ..rig.target import RigTarget
+
+        target = RigTarget(cfg.model[4:], cfg.target, gen.image_shape, timeout=cfg.timeout, reshows=cfg.reshows,
+                           references=cfg.references, session=session)
     tgt = target or make_target(cfg.model, cfg.target, cfg.model_weights, cfg.readout, cfg.noise, cfg.steps)
-    convert = adapter(gen.image_space, tgt.input_space, f"generator {gen.name!r}", f"target {tgt.name!r}")
+    if _is_rig(tgt):
+        tgt.open()  # type: ignore[attr-defined]  # a missing folder, no rig, a channel out of range: one line, now
+    convert = None if _is_rig(tgt) else adapter(gen.image_space, tgt.input_space, f"generator {gen.name!r}",
+                                                 f"target {tgt.name!r}")
     if convert is not None:
         tgt = AdaptedTarget(tgt, convert, gen.image_space)
     factory = OPTIMIZERS.get(cfg.optimizer)
@@ -55,12 +65,18 @@ def build_components(cfg: RunConfig, generator: Generator | None = None,
     return gen, tgt, opt
 
 
+def _is_rig(tgt: Target) -> bool:
+    """A living neuron behind a rig: shown plain pixels, answers per presentation (see :mod:`mango.rig`)."""
+    return hasattr(tgt, "show") and hasattr(tgt, "attach")
+
+
 def _run_dir(out: str | Path | None, cfg: RunConfig) -> Path:
     if out is not None:
         return Path(out)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     model = re.sub(r"[^\w.-]+", "_", Path(cfg.model).name)  # a user module path or file name stays one folder
-    return Path("runs") / f"{stamp}-{model}-{cfg.target.replace(':', '_')}-{cfg.optimizer.replace(':', '_')}-s{cfg.seed}"
+    target, optimizer = cfg.target.replace(":", "_"), cfg.optimizer.replace(":", "_")
+    return Path("runs") / f"{stamp}-{model}-{target}-{optimizer}-s{cfg.seed}"
 
 
 def resolve_config(given: dict, out: str | Path | None, resume: bool) -> RunConfig:
@@ -116,11 +132,12 @@ def run(config: RunConfig | None = None, *, out: str | Path | None = None, resum
              "model": tgt_obj.name if tgt_obj else settings.get("model"),
              "target": str(getattr(tgt_obj, "spec", None) or tgt_obj.name) if tgt_obj else target}
     cfg = resolve_config({k: v for k, v in given.items() if v is not None}, out, resume)
-    gen, tgt, opt = build_components(cfg, gen_obj, tgt_obj)
+    run_dir, notes = _run_dir(out, cfg), list[str]()
+    session = hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:12]
+    gen, tgt, opt = build_components(cfg, gen_obj, tgt_obj, session)
     try:
         if cfg.batch is None:
             cfg = replace(cfg, batch=min(opt.preferred_batch, cfg.budget))
-        run_dir, notes = _run_dir(out, cfg), []
         with open_run(run_dir, cfg, resume, gen.space.dim, describe(gen, tgt, opt), notes) as store:
             for note in notes:
                 log.warning(note)
@@ -131,8 +148,9 @@ def run(config: RunConfig | None = None, *, out: str | Path | None = None, resum
             except KeyboardInterrupt:
                 raise RunInterrupted(run_dir, store.count(), cfg.budget, finishing=True) from None
     finally:
-        if hasattr(opt, "close"):
-            opt.close()
+        opt.close()
+        if _is_rig(tgt):
+            tgt.close()  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -157,6 +175,25 @@ class Loop:
             log.warning(text)
         self.df = df
         self.start = time.perf_counter() - (float(df["elapsed_s"].iloc[-1]) if len(df) else 0.0)
+        self.rig: Any = cast(Any, self.tgt) if _is_rig(self.tgt) else None  # a RigTarget (mango.rig is optional)
+        if self.rig is not None:
+            from ..rig.record import RigRecord
+
+            self.record = RigRecord(self.store)
+            if self.rig.references:
+                refs = torch.randint(0, self.gen.space.size, (self.rig.references, self.gen.space.dim),
+                                     generator=torch.Generator().manual_seed(2**31 - 1))  # the same in every run
+                pix = (self.gen.pixels(refs) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+                self.rig.reference_images = [(f"ref{i:03d}", p) for i, p in enumerate(pix)]
+            self.rig.attach(self.record)
+
+    def next_k(self, done: int) -> int:
+        """Candidates in the next new batch: the budget counts queries, or a rig's presentations."""
+        batch = self.cfg.batch or 1  # set by run() before the loop starts
+        if self.rig is None:
+            return min(batch, self.cfg.budget - done)
+        left = self.cfg.budget - self.record.presented() - self.rig.references
+        return min(batch, left // self.cfg.repeats)
 
     def wall(self) -> float:
         return time.perf_counter() - self.start
@@ -166,19 +203,21 @@ class Loop:
         q, b, asked = (df[c].to_numpy() for c in ("query", "batch", "asked"))
         values = torch.tensor(df["value"].to_numpy(dtype=float))
         zrec = latents(df, self.gen.space.dim) if len(df) else None
-        done, batch_id, pos, best = 0, 0, 0, float(values.max()) if len(df) else -np.inf
+        done, batch_id, pos, best = 0, 0, 0, float(np.nanmax(values.numpy(), initial=-np.inf))
         try:
             with _progress(progress) as bar:
                 task = bar.add_task(f"{cfg.optimizer} -> {self.tgt.name} {cfg.target}", total=cfg.budget,
                                     completed=0, best=f"{best:.4g}") if bar else None
-                while done < cfg.budget:
+                while True:
                     end = pos
                     while end < len(q) and b[end] == batch_id:
                         end += 1
                     if end > pos:
                         k = int(asked[pos])
                     else:  # no record of this batch: a new one, or one whose records were all set aside
-                        k = min(cfg.batch, cfg.budget - done, int(q[pos]) - done if pos < len(q) else cfg.budget)
+                        k = min(self.next_k(done), int(q[pos]) - done if pos < len(q) else cfg.budget)
+                        if k <= 0:
+                            break
                     have = torch.from_numpy(q[pos:end] - done)
                     if len(have) and (int(have.min()) < 0 or int(have.max()) >= k):
                         raise MangoError(f"cannot resume {self.run_dir}: batch {batch_id} holds query numbers "
@@ -187,7 +226,8 @@ class Loop:
                                                  zrec[pos:end] if zrec is not None else None))
                     done, batch_id, pos = done + k, batch_id + 1, end
                     if bar:
-                        bar.update(task, completed=done, best=f"{best:.4g}")
+                        shown = self.record.presented() if self.rig is not None else done
+                        bar.update(task, completed=shown, best=f"{best:.4g}")
         except KeyboardInterrupt:
             raise RunInterrupted(self.run_dir, self.store.count(), cfg.budget) from None
 
@@ -204,12 +244,18 @@ class Loop:
         values[have] = recorded
         todo = torch.from_numpy(np.setdiff1d(np.arange(k), have.numpy()))
         rows = []
-        if len(todo):
+        if len(todo) and self.rig is not None:
+            queries = [first + i for i in todo.tolist()]
+            shown = self.rig.show(self.gen.pixels(z[todo]), [f"q{n:06d}" for n in queries], queries, batch_id,
+                                  self.cfg.repeats, self.cfg.budget)
+            resp, sd = torch.from_numpy(shown.mean), torch.from_numpy(shown.sd)
+            values[todo] = torch.where(torch.isfinite(resp) | resp.isnan(), resp, torch.full_like(resp, -torch.inf))
+        elif len(todo):
             self.tgt.reseed(noise_key(self.cfg.seed, batch_id))
             resp, sd = measure(self.tgt, self.gen.decode(z[todo]), self.cfg.repeats)
             values[todo] = torch.where(torch.isfinite(resp), resp, torch.full_like(resp, -torch.inf))
         t2 = time.perf_counter()
-        self.opt.tell(z, values)
+        self.opt.tell(z, values, missing=values.isnan())  # NaN: left out (a rig that never answered)
         now = time.perf_counter()
         if len(todo):
             zs = z[todo].numpy()
@@ -217,7 +263,7 @@ class Loop:
                 rows.append((first + i, batch_id, k, float(resp[j]), float(sd[j]), float(values[i]), now - self.start,
                              now - t0, (t1 - t0) + (now - t2), *encode_latent(zs[j])))
             self.store.append(rows)
-        return float(values.max()) if k else -np.inf
+        return float(np.nanmax(values.numpy(), initial=-np.inf))
 
 
 class RunInterrupted(KeyboardInterrupt):

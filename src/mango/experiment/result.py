@@ -114,7 +114,8 @@ def load_run(run_dir: str | Path, unfinished: bool = False) -> RunResult:
     cfg = RunConfig.load(run_dir / CONFIG_NAME)
     history = read_history(run_dir)
     if history.empty:
-        raise MangoError(f"{run_dir} holds no measured queries yet (continue it with mango run --resume --out {run_dir})")
+        raise MangoError(f"{run_dir} holds no measured queries yet (continue it with mango run --resume "
+                         f"--out {run_dir})")
     res_path = run_dir / RESULT_NAME
     if not res_path.is_file():
         if not unfinished:

@@ -62,13 +62,13 @@ def open_run(run_dir: Path, cfg: RunConfig, resume: bool, dim: int, settings: di
                 write_text(run_dir / CONFIG_NAME, cfg.to_json())
             except OSError as exc:
                 raise folder_error(run_dir, exc, f"writing {CONFIG_NAME}") from None
-            settings = _json_roundtrip(settings)
+            now = _json_roundtrip(settings)
             stored = store.meta_json("settings")
             if stored is None:
-                store.set_meta("settings", settings)
-            elif stored.get("optimizer") != settings.get("optimizer"):  # type: ignore[union-attr]
+                store.set_meta("settings", now)
+            elif isinstance(stored, dict) and isinstance(now, dict) and stored.get("optimizer") != now.get("optimizer"):
                 raise MangoError(f"cannot resume {run_dir}: optimizer {cfg.optimizer!r} now has settings "
-                                 f"{_diff(stored.get('optimizer'), settings.get('optimizer'))} "  # type: ignore[union-attr]
+                                 f"{_diff(stored.get('optimizer'), now.get('optimizer'))} "
                                  "(a changed preset or MANGO version); use the MANGO version that started it")
             store.log("resume" if resume else "start", f"budget {cfg.budget}")
             yield store

@@ -22,6 +22,7 @@ import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -45,7 +46,19 @@ CREATE TABLE IF NOT EXISTS queries (
 CREATE TABLE IF NOT EXISTS damaged (
     id INTEGER PRIMARY KEY, position TEXT NOT NULL, reason TEXT NOT NULL, raw TEXT NOT NULL, found TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, time TEXT NOT NULL, kind TEXT NOT NULL, text TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS presentations (
+    trial TEXT PRIMARY KEY, query INTEGER, image TEXT NOT NULL, kind TEXT NOT NULL, batch INTEGER,
+    block INTEGER NOT NULL, idx INTEGER NOT NULL, status TEXT NOT NULL, sent REAL NOT NULL, answered REAL,
+    responses BLOB, problem TEXT);
+CREATE TABLE IF NOT EXISTS answers (
+    id INTEGER PRIMARY KEY, trial TEXT, image TEXT, block INTEGER, received REAL NOT NULL, verdict TEXT NOT NULL,
+    responses BLOB, problem TEXT, raw TEXT);
+CREATE TABLE IF NOT EXISTS images (image TEXT PRIMARY KEY, kind TEXT NOT NULL, png BLOB NOT NULL);
 """
+#: Rig runs (``mango.rig``) also fill ``presentations`` (one row per trial sent: ``status`` is ``sent`` until
+#: its block closes, then ok / missing / late / duplicate / malformed; ``responses`` = float64 per channel;
+#: ``query`` is NULL for reference images), ``answers`` (every answer received, as it came, with the
+#: verdict given to it) and ``images`` (each image shown, as PNG). Times are Unix seconds.
 
 
 def latent_columns(dim: int) -> list[str]:
@@ -223,7 +236,7 @@ class _Transaction:
     def __enter__(self) -> None:
         self.store.conn.execute("BEGIN IMMEDIATE")
 
-    def __exit__(self, kind: type | None, exc: BaseException | None, tb: object) -> bool:
+    def __exit__(self, kind: type | None, exc: BaseException | None, tb: object) -> Literal[False]:
         conn = self.store.conn
         if kind is None:
             try:
@@ -263,7 +276,7 @@ def _create(path: Path, dim: int) -> None:
         raise MangoError(f"cannot create {path}: {first_line(exc)}") from None
 
 
-def to_frame(rows: list[Sequence], dim: int) -> pd.DataFrame:
+def to_frame(rows: Sequence[Sequence], dim: int) -> pd.DataFrame:
     """Records -> the history DataFrame; latent columns are int64 (grid indices) or float64 (box values)."""
     df = pd.DataFrame([r[:9] for r in rows], columns=list(COLUMNS))
     df = df.astype({"query": "int64", "batch": "int64", "asked": "int64", **{c: "float64" for c in _NUMBERS}})

@@ -1,11 +1,12 @@
 """Generators: latent candidates -> images."""
+from . import (
+    sngan,  # noqa: F401  (registers "mnist-sngan")
+    sngan32,  # noqa: F401  (registers "cifar-sngan", "cifar-sngan-lite")
+    user_module,  # noqa: F401  (your own: "pkg.mod:factory", "file.py:factory", "gen.pt")
+    vqvae,  # noqa: F401  (registers "cifar-vqvae")
+)
 from .base import GENERATORS, Generator, TorchGenerator
 from .space import LatentSpace
-from . import sngan  # noqa: F401  (registers "mnist-sngan")
-from . import vqvae  # noqa: F401  (registers "cifar-vqvae")
-from . import sngan32  # noqa: F401  (registers "cifar-sngan", "cifar-sngan-lite")
-from . import user_module  # noqa: F401  (your own: "pkg.mod:factory", "file.py:factory", "gen.pt")
-
 
 
 def make_generator(name: str, weights: str | None = None) -> Generator:

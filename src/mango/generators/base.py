@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Protocol, cast, runtime_checkable
 
 import torch
 from torch import nn
@@ -40,6 +41,15 @@ class Generator(ABC):
         return {"name": self.name, "space": self.space.to_dict(), "image_space": self.image_space.to_dict()}
 
 
+@runtime_checkable
+class Encoder(Protocol):
+    """A generator that also maps images back to candidates (e.g. the VQ-VAE): ``encode`` is all it takes."""
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Images ``[B, C, H, W]`` in the generator's image space -> candidates ``[B, dim]``."""
+        ...
+
+
 class TorchGenerator(Generator):
     """Any torch module that maps latent *values* ``[B, dim]`` to images."""
 
@@ -50,7 +60,9 @@ class TorchGenerator(Generator):
         if not isinstance(space, LatentSpace):
             raise MangoError(f"generator {name!r}: space must be a mango.LatentSpace, got a {type(space).__name__}")
         self.module = module.eval() if hasattr(module, "eval") else module
-        self.space, self.image_shape, self.name = space, ImageSpace(tuple(image_shape)).shape, name
+        # tuple(): a list or array works too; ImageSpace checks it is three positive integers
+        shape = ImageSpace(cast("tuple[int, int, int]", tuple(image_shape))).shape
+        self.space, self.image_shape, self.name = space, shape, name
         if image_space is not None and tuple(image_space.shape) != self.image_shape:
             raise MangoError(f"image_space shape {list(image_space.shape)} differs from image_shape "
                              f"{list(image_shape)}")

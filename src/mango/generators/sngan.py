@@ -81,6 +81,7 @@ def latent_space_from_card(path: str | Path, card: dict) -> LatentSpace:
 @GENERATORS.register("mnist-sngan")
 def mnist_sngan(weights: str | None = None) -> TorchGenerator:
     """Embedded SN-GAN for 28x28 digits: 64-d latent, 64-point grid on [-4, 4]."""
+    path: str | Path
     if weights == "none":  # the embedded architecture, untrained
         card = read_card(EMBEDDED)
         module = untrained(SNGANGenerator, **card["architecture"])

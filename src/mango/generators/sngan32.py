@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -40,15 +41,19 @@ from .base import GENERATORS, TorchGenerator
 from .sngan import latent_space_from_card
 from .space import LatentSpace
 
-#: the declared latent space: 128 coordinates, each on a 64-point grid over [-4, 4]
-SPACE = LatentSpace(128, 64, (-4.0, 4.0))
+#: the declared latent space: 128 coordinates, each on a 64-point grid over the box [-4, 4]
+BOUNDS: tuple[float, float] = (-4.0, 4.0)
+SPACE = LatentSpace(128, 64, BOUNDS)
 #: architecture keyword arguments of the two trainer archs (generator, discriminator)
 SIZES = {"sngan32": ({"width": 256}, {"width": 128}), "sngan32-lite": ({"width": 64}, {"width": 64})}
 
+_Layer = TypeVar("_Layer", nn.Conv2d, nn.Linear)
 
-def _init(conv: nn.Module, gain: float) -> nn.Module:
+
+def _init(conv: _Layer, gain: float) -> _Layer:
     nn.init.xavier_uniform_(conv.weight, gain)
-    nn.init.zeros_(conv.bias)
+    if conv.bias is not None:  # every layer here has one
+        nn.init.zeros_(conv.bias)
     return conv
 
 

@@ -66,7 +66,7 @@ class LatentSpace:
         """Validate a batch of candidates ``[B, dim]``; return it unchanged."""
         if z.ndim != 2 or z.shape[1] != self.dim:
             raise MangoError(f"latents must have shape [batch, {self.dim}], got {list(z.shape)}")
-        if not torch.is_floating_point(z) and (int(z.min()) < 0 or int(z.max()) >= self.size):
+        if not torch.is_floating_point(z) and z.numel() and (int(z.min()) < 0 or int(z.max()) >= self.size):
             raise MangoError(f"latent indices must lie in [0, {self.size - 1}], got [{int(z.min())}, {int(z.max())}]")
         return z
 

@@ -23,7 +23,7 @@ from torch import nn
 from ..checkpoints import build, load_state
 from ..errors import MangoError
 from ..imagespace import ImageSpace
-from ..targets.user_module import SCRIPT_SUFFIXES, USER_PATH, import_module_of, is_user_model, load_torchscript
+from ..targets.user_module import FORMS, SCRIPT_SUFFIXES, USER_PATH, import_module_of, is_user_model, load_torchscript
 from .base import GENERATORS, Generator, TorchGenerator
 from .space import LatentSpace
 
@@ -64,6 +64,8 @@ def wrap(module: nn.Module, name: str, declared: dict | None = None) -> TorchGen
 
 def load_python(name: str, weights: str | None = None) -> Generator:
     m = USER_PATH.match(name)
+    if m is None:
+        raise MangoError(f"malformed generator {name!r}; expected {FORMS}")
     module = import_module_of(m["where"], name)
     obj = getattr(module, m["attr"], None)
     if obj is None:

@@ -91,6 +91,9 @@ class VectorQuantizerEMA(nn.Module):
     gradient through the straight-through estimator.
     """
 
+    _ema_cluster_size: torch.Tensor  # buffers, registered in __init__
+    _ema_w: torch.Tensor
+
     def __init__(self, num_embeddings: int, embedding_dim: int, commitment_cost: float = 0.25,
                  decay: float = 0.99, epsilon: float = 1e-5) -> None:
         super().__init__()
@@ -244,4 +247,5 @@ def cifar_vqvae(weights: str | Path | None = None) -> VQVAEGenerator:
     return VQVAEGenerator(model)
 
 
-cifar_vqvae.release_file = RELEASE_NAME  # default weights: a MANGO release checkpoint (see mango.checkpoints)
+# default weights: a MANGO release checkpoint (see mango.checkpoints); a function attribute, read with getattr
+cifar_vqvae.release_file = RELEASE_NAME  # type: ignore[attr-defined]

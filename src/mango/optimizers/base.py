@@ -92,8 +92,13 @@ class Optimizer(ABC):
         return z
 
     @final
-    def tell(self, candidates: torch.Tensor, values: Any) -> None:
-        """Values (tensor, array or list; one per candidate, in ask order) for the oldest asked candidates."""
+    def tell(self, candidates: torch.Tensor, values: Any, missing: Any = None) -> None:
+        """Values (tensor, array or list; one per candidate, in ask order) for the oldest asked candidates.
+
+        NaN and +-inf are failed measurements (the worst). ``missing`` (a boolean mask) marks candidates
+        that were never measured (a rig that gave no answer): they are left out, not told as a value;
+        ``_tell`` receives NaN for them and each method drops them (see its docstring).
+        """
         self._check_open()
         candidates = torch.as_tensor(candidates)
         if candidates.ndim != 2 or candidates.shape[1] != self.space.dim:
@@ -105,9 +110,15 @@ class Optimizer(ABC):
             raise MangoError(f"tell got {len(v)} values but only {self._outstanding} asked candidates await one")
         if len(v) == 0:
             return
+        v = torch.where(torch.isfinite(v), v, -torch.inf)
+        if missing is not None:
+            mask = torch.as_tensor(np.asarray(missing, dtype=bool).reshape(-1))
+            if len(mask) != len(v):
+                raise MangoError(f"tell got a missing-mask of {len(mask)} for {len(v)} candidates")
+            v = torch.where(mask, torch.nan, v)
         self._outstanding -= len(v)
         with one_thread():
-            self._tell(candidates, torch.where(torch.isfinite(v), v, -torch.inf))
+            self._tell(candidates, v)
 
     @final
     def close(self) -> None:

@@ -61,6 +61,8 @@ class CMAES(Optimizer):
     def _tell(self, candidates: torch.Tensor, values: torch.Tensor) -> None:
         for loss in self.losses(values):
             x = self._served.popleft()
+            if np.isnan(loss):  # left out: the generation is completed by later samples of the same distribution
+                continue
             out = float((((x - self.box.clip(x)) / self.box.width) ** 2).sum())
             self._done.append((x, float(loss), out))
             if len(self._done) == self.popsize:
@@ -114,8 +116,11 @@ class OnePlusOne(Optimizer):
         return self.box.candidates(x)
 
     def _tell(self, candidates: torch.Tensor, values: torch.Tensor) -> None:
-        v = values.numpy()
-        xs = [self._served.popleft() for _ in range(len(v))]
+        xs = [self._served.popleft() for _ in range(len(values))]
+        measured = ~np.isnan(values.numpy())  # left-out candidates count neither as success nor failure
+        if not measured.any():
+            return
+        xs, v = [x for x, m in zip(xs, measured, strict=True) if m], values.numpy()[measured]
         ok = np.isfinite(v) & (v >= self.parent_value)
         i = int(np.argmax(v))
         if ok[i]:

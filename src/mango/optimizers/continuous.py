@@ -75,13 +75,15 @@ class Losses:
         self.worst: float | None = None
 
     def __call__(self, values: torch.Tensor | np.ndarray) -> np.ndarray:
+        """Losses; NaN (a candidate left out, never measured) stays NaN for the caller to drop."""
         v = np.asarray(torch.as_tensor(values, dtype=torch.float64).reshape(-1).numpy(), dtype=np.float64)
         loss = -v
         ok = np.isfinite(loss)
         if ok.any():
             top = float(loss[ok].max())
             self.worst = top if self.worst is None else max(self.worst, top)
-        if not ok.all():
+        failed = ~ok & ~np.isnan(loss)
+        if failed.any():
             fill = 1e9 if self.worst is None else self.worst + max(1.0, abs(self.worst))
-            loss = np.where(ok, loss, fill)
+            loss = np.where(failed, fill, loss)
         return loss

@@ -175,7 +175,9 @@ class NevergradOptimizer(Optimizer):
         with warnings.catch_warnings(), _ThreadTracker(self._threads):
             warnings.simplefilter("ignore")
             for loss in self.losses(values):
-                self.opt.tell(self._pending.popleft(), float(loss))
+                cand = self._pending.popleft()
+                if not np.isnan(loss):  # a left-out candidate is never told (Nevergrad allows untold asks)
+                    self.opt.tell(cand, float(loss))
 
     def _close(self) -> None:
         self._finalizer()

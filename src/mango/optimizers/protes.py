@@ -203,7 +203,7 @@ class Protes(Optimizer):
 
     def _tell(self, candidates: torch.Tensor, values: torch.Tensor) -> None:
         self._cand = torch.cat([self._cand, candidates.long().reshape(-1, self.space.dim)])
-        self._vals = torch.cat([self._vals, values])
+        self._vals = torch.cat([self._vals, torch.where(values.isnan(), -torch.inf, values)])  # left out: never elite
         while len(self._vals) >= self.k:
             self._update(self._cand[: self.k], self._vals[: self.k])
             self._cand, self._vals = self._cand[self.k:], self._vals[self.k:]

@@ -144,7 +144,7 @@ class TTOpt(Optimizer):
         return torch.cat(parts)
 
     def _tell(self, candidates: torch.Tensor, values: torch.Tensor) -> None:
-        v = values
+        v = torch.where(values.isnan(), -torch.inf, values)  # left out: like a failure, zero weight in maxvol
         if self._best is None or float(v.max()) > self._best[0]:
             i = int(v.argmax())
             self._best = (float(v[i]), candidates[i].long().clone())

@@ -4,16 +4,18 @@ from __future__ import annotations
 from torch import nn
 
 from ..errors import MangoError, first_line
+from . import (
+    spiking_cnn,  # noqa: F401  (registers "mnist-snn", "cifar-snn")
+    spiking_resnet,  # noqa: F401  (registers "cifar-spiking-resnet18")
+    torchvision_models,  # noqa: F401  (registers "alexnet", "vgg16", "vgg19", "densenet121", "resnet18")
+    user_module,  # noqa: F401  (your own network: "pkg.module:factory", "file.py:factory", "net.pt")
+)
 from .base import MODELS, AdaptedTarget, Target
 from .noise import Noise
 from .readout import Readout
 from .sequential import SpikingSequential, positive_steps
 from .spec import TargetSpec
 from .torch_target import TorchTarget
-from . import spiking_cnn  # noqa: F401  (registers "mnist-snn", "cifar-snn")
-from . import torchvision_models  # noqa: F401  (registers "alexnet", "vgg16", "vgg19", "densenet121", "resnet18")
-from . import user_module  # noqa: F401  (your own network: "pkg.module:factory", "file.py:factory", "net.pt")
-from . import spiking_resnet  # noqa: F401  (registers "cifar-spiking-resnet18")
 
 
 def make_model(name: str, weights: str | None = None) -> nn.Module:
@@ -45,7 +47,9 @@ def model_architecture(name: str, weights: str | None = None) -> tuple[nn.Module
 
 def make_target(model: str | nn.Module, spec: str | TargetSpec, weights: str | None = None,
                 readout: str | None = None, noise: str | None = None, steps: int | None = None) -> TorchTarget:
-    """A target from a registered model name (or a module) and a spec like ``lif2:5``.
+    """A target from a registered model name (or a module) and a spec like ``lif2:5``, or several units
+    of one layer (``lif2:*``, ``lif2:3-7``, ``lif2:1,5,9``, ``class:*``; responses ``[B, U]``, see
+    :mod:`mango.targets.spec`).
 
     ``readout`` (rate, count:A-B, latency, membrane, mean, relu, logit, prob), ``noise``
     (input:SD, membrane:SD, poisson) and ``steps`` (time steps of a spiking network) are optional.
@@ -56,7 +60,7 @@ def make_target(model: str | nn.Module, spec: str | TargetSpec, weights: str | N
     if steps is not None:
         if not hasattr(model, "num_steps"):
             raise MangoError(f"steps={steps} given, but {name!r} is not a spiking network with time steps")
-        model.num_steps = positive_steps(steps, "steps")
+        model.num_steps = positive_steps(steps, "steps")  # type: ignore[assignment]  # a plain int on the module
     return TorchTarget(model, spec, name=name, readout=readout, noise=noise)
 
 

@@ -22,7 +22,7 @@ class Target(ABC):
         """What the target expects; default: plain pixels in [0, 1] of ``input_shape``."""
         return getattr(self, "_input_space", None) or ImageSpace(self.input_shape)
 
-    def reseed(self, key: int) -> None:
+    def reseed(self, key: int) -> None:  # noqa: B027  (an optional hook: a no-op unless overridden)
         """Seed the target's trial-to-trial noise for the next batch (no-op when noiseless)."""
 
     @abstractmethod
@@ -44,12 +44,23 @@ class Target(ABC):
 MODELS: Registry[nn.Module] = Registry("model")
 
 
+def model_input_space(model: nn.Module) -> ImageSpace:
+    """What a target network declares it takes: its ``input_space``, else plain pixels of its ``input_shape``."""
+    space = getattr(model, "input_space", None)
+    if space is not None:
+        return space
+    shape = getattr(model, "input_shape", None)
+    if shape is None:
+        raise MangoError(f"model {type(model).__name__} declares neither input_space nor input_shape")
+    return ImageSpace(shape)
+
+
 class AdaptedTarget(Target):
     """A target shown a generator's images converted to its declared input space."""
 
     def __init__(self, inner: Target, convert, source: ImageSpace) -> None:
         self.inner, self.convert = inner, convert
-        self.name, self.input_shape, self._input_space = inner.name, tuple(source.shape), source
+        self.name, self.input_shape, self._input_space = inner.name, source.shape, source
         self.spec = getattr(inner, "spec", None)
 
     def responses(self, images: torch.Tensor) -> torch.Tensor:

@@ -30,8 +30,8 @@ class LayerInfo:
         return self.shape[0] if self.shape else 1
 
 
-def first_tensor(output: object) -> torch.Tensor:
-    """Spiking layers return ``(spikes, membrane)``; the spikes are the response."""
+def first_tensor(output: object) -> object:
+    """Spiking layers return ``(spikes, membrane)``; the spikes are the response (callers check it is a tensor)."""
     return output[0] if isinstance(output, (tuple, list)) else output
 
 
@@ -76,8 +76,8 @@ def probe_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerIn
     except (RuntimeError, TypeError, ValueError, IndexError, AttributeError) as exc:
         if isinstance(exc, MangoError):
             raise
-        shape = ", ".join(map(str, input_shape))
-        raise MangoError(f"model {type(model).__name__} fails on its declared input [batch, {shape}]: "
+        dims = ", ".join(map(str, input_shape))
+        raise MangoError(f"model {type(model).__name__} fails on its declared input [batch, {dims}]: "
                          f"{type(exc).__name__}: {first_line(exc)[:200]}; does it declare the right input_space "
                          "/ input_shape?") from exc
     finally:

@@ -12,6 +12,17 @@ cost. To study noisy neurons, add noise on purpose:
 
 Combine with commas, e.g. ``poisson,membrane:0.1``. The run seeds the noise
 per batch, so a resumed run draws the same noise as an uninterrupted one.
+
+Several units of one layer in one target (``lif2:*``): each unit gets exactly
+the noise its one-unit target draws under the same seed, so each response
+column is that target's, bit for bit. Input and Poisson noise (on the image)
+and the membrane noise of layers computed whole are shared by all units
+anyway. The spiking layers that the fast simulation (mnist-snn, cifar-snn)
+computes only for the target channels -- the target layer, or the output layer
+for ``class:N`` -- draw their membrane noise for one channel and add it to
+each, as a one-unit target does: there the units' membrane noise is one draw,
+fully correlated across units (as between one-unit targets of one layer under
+one seed), and averaging responses over units does not average it out.
 """
 from __future__ import annotations
 
@@ -54,6 +65,7 @@ class Noise:
             return None
         kw: dict = {}
         for part in text.split(","):
+            level: bool | float
             name, _, value = part.strip().partition(":")
             if name == "poisson" and not value:
                 key, level = "poisson", True

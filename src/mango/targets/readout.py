@@ -1,8 +1,10 @@
 """Readouts: how a unit's activity over one presentation becomes one response.
 
-Every target records a *trace* of the unit: ``[T, B]`` values, one row per
+Every target records a *trace* of its units: ``[T, B, U]`` values, one row per
 time step for a spiking layer (spikes, or membrane potential), a single row
-for a layer of a classic network. A readout reduces the trace to ``[B]``.
+for a layer of a classic network. A readout reduces the trace over time to
+``[B, U]``, each unit's column on its own (so a unit read with others gives
+what it gives alone).
 
 =============  ==========================================================
 ``rate``       spike count / T over all T steps, in [0, 1] (the paper's
@@ -84,14 +86,21 @@ class Readout:
             raise MangoError(f"readout {self}: window ends after the {steps} time steps of the network")
 
     def reduce(self, trace: torch.Tensor) -> torch.Tensor:
-        """``[T, B]`` -> ``[B]``."""
+        """``[T, B, ...]`` -> ``[B, ...]``: over time steps only, each series on its own.
+
+        Each unit's series of one image is first laid out contiguously (``[B, ..., T]``): a float
+        sum's rounding depends on how the reduced values lie in memory, so this way a response is
+        the same bits whatever other units and images share the trace (measured: summing over
+        dim 0 of ``[T, 8, 12]`` and of ``[T, 8, 1]`` differs by 4e-8 for rates of 12x12 positions).
+        """
+        series = trace.movedim(0, -1).contiguous()
         if self.kind == "count":
-            return trace[self.start:self.stop].mean(0)
+            return series[..., self.start:self.stop].contiguous().mean(-1)
         if self.kind == "latency":
-            t = trace.shape[0]
-            fired = trace > 0
-            first = torch.where(fired.any(0), fired.float().argmax(0).to(trace.dtype), torch.full_like(trace[0], t))
+            t = series.shape[-1]
+            fired = series > 0
+            first = torch.where(fired.any(-1), fired.float().argmax(-1).to(series.dtype),
+                                torch.full_like(series[..., 0], t))
             return 1 - first / t
-        if self.kind == "relu":
-            return trace.mean(0)  # the ReLU is applied per position before averaging (see TorchTarget)
-        return trace.mean(0)
+        # relu: the ReLU is applied per position before averaging (see TorchTarget)
+        return series.mean(-1)

@@ -6,9 +6,11 @@ over the whole network: a static image is shown at every step, so
 * the layers before the first spiking layer (conv0 of the MANGO CIFAR-10
   network, 3 input channels at a fifth of conv1's FLOP rate) are computed
   once per image, not T times;
-* when one unit is the target, nothing after its layer is computed, and the
-  last channel-mixing layer before it (a conv or linear followed only by
-  pooling / ReLU / LIF) computes only the target channel;
+* when units of one layer are the target, nothing after their layer is
+  computed, and the last channel-mixing layer before it (a conv or linear
+  followed only by pooling / ReLU / LIF) computes only the target channels
+  (so that a unit measured with others is bit for bit the unit measured
+  alone: see :mod:`mango.targets.channels`);
 * a feed-forward network needs no step-by-step interleaving of layers: each
   layer processes a chunk of time steps at once (one conv over ``T * B``
   images; only the LIF recurrence loops over steps), like SpikingJelly's
@@ -21,12 +23,16 @@ checkpoint keys are the plain module names.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Self
+
 import snntorch as snn
 import torch
 from torch import nn
 
 from ..errors import MangoError
 from ..imagespace import ImageSpace
+from .channels import channels, sliceable
 from .noise import Noise
 
 
@@ -46,6 +52,9 @@ class SpikingSequential(nn.Module):
 
     order: tuple[str, ...] = ()
     input_space: ImageSpace
+    #: the optional normalization inside the network (buffers, not saved): both or neither
+    in_mean: torch.Tensor | None
+    in_std: torch.Tensor | None
     #: images per layer call: steps are grouped so each call sees about this many (measured best
     #: on CPU: small batches gain up to 1.6x from grouping steps, large ones lose from cache misses)
     chunk_images: int = 32
@@ -55,7 +64,7 @@ class SpikingSequential(nn.Module):
     #: thread, cifar-snn +20-30 % (spiking1 unit 148 -> 185 img/s, class 63 -> 79), mnist-snn +5 %
     channels_last: bool = False
 
-    def use_channels_last(self) -> SpikingSequential:
+    def use_channels_last(self) -> Self:
         """Convs and their inputs in channels_last (same spikes, tested); returns ``self``."""
         self.channels_last = True
         return self.to(memory_format=torch.channels_last)
@@ -63,6 +72,9 @@ class SpikingSequential(nn.Module):
     def __init__(self, num_steps: int, input_space: ImageSpace, mean=None, std=None) -> None:
         super().__init__()
         positive_steps(num_steps)
+        if (mean is None) != (std is None):
+            raise MangoError(f"a network's input normalization needs both mean and std or neither, "
+                             f"got mean={mean}, std={std}")
         self.num_steps, self.input_space = num_steps, input_space
         self.input_shape = input_space.shape
         # an optional normalization applied inside the network (inputs stay plain pixels)
@@ -83,46 +95,46 @@ class SpikingSequential(nn.Module):
         see one call per step; :meth:`simulate` is the fast path."""
         return self.simulate(x, num_steps=num_steps, chunk=1).mean(0)
 
-    def _sliced(self, until: str, unit: int | None) -> tuple[str | None, int | None]:
-        """The channel-mixing layer that may compute only ``unit``, if every layer after it is channel-wise."""
-        if unit is None:
+    def _sliced(self, until: str, units: tuple[int, ...] | None) -> tuple[str | None, tuple[int, ...] | None]:
+        """The channel-mixing layer that may compute only ``units``, if every layer after it is channel-wise."""
+        if units is None:
             return None, None
         for name in reversed(self.order[: self.order.index(until) + 1]):
             m = getattr(self, name)
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                return name, unit
+            if sliceable(m):
+                return name, units
             if not isinstance(m, CHANNELWISE):
                 return None, None
         return None, None
 
-    def _layer(self, name: str, x: torch.Tensor, sliced: tuple[str | None, int | None]) -> torch.Tensor:
+    def _layer(self, name: str, x: torch.Tensor, sliced: tuple[str | None, tuple[int, ...] | None]) -> torch.Tensor:
         m = getattr(self, name)
-        if name != sliced[0]:
+        if name != sliced[0] or sliced[1] is None:  # (_sliced names a layer only together with units)
             return m(x)
-        u = sliced[1]
-        b = None if m.bias is None else m.bias[u:u + 1]
-        if isinstance(m, nn.Linear):
-            return nn.functional.linear(x, m.weight[u:u + 1], b)
-        return m._conv_forward(x, m.weight[u:u + 1], b)
+        return channels(m, x, sliced[1])
 
-    def simulate(self, x: torch.Tensor, until: str | None = None, unit: int | None = None,
+    def simulate(self, x: torch.Tensor, until: str | None = None, unit: int | Sequence[int] | None = None,
                  num_steps: int | None = None, membrane: bool = False, noise: Noise | None = None,
                  rng: torch.Generator | None = None, chunk: int | None = None) -> torch.Tensor:
         """Run ``num_steps`` steps and return the output of layer ``until`` (default: the last) at
         every step, ``[T, B, ...]``; spikes, or the membrane potential of a spiking layer with
-        ``membrane=True``. With ``unit``, only that channel is returned (``[T, B, 1, ...]`` sliced
-        at dim 2 and computed alone where possible). ``chunk`` steps go through each layer at
+        ``membrane=True``. With ``unit`` (one channel, or a sequence of U channels), only those
+        channels are returned, in that order (``[T, B, U, ...]``: sliced at dim 2 and computed
+        alone where possible); channel ``u`` of a sequence equals, bit for bit, ``unit=u`` alone,
+        its membrane noise included (see :meth:`_leaky`). ``chunk`` steps go through each layer at
         once (default: about ``chunk_images`` images per call)."""
         steps = num_steps or self.num_steps
         until = until or self.order[-1]
         stop = self.order.index(until) + 1
-        sliced = self._sliced(until, unit)
+        units = None if unit is None else (unit,) if isinstance(unit, int) else tuple(unit)
+        sliced = self._sliced(until, units)
+        narrow_from = self.order.index(sliced[0]) if sliced[0] is not None else len(self.order)
         first = min(self._first_spiking(), stop)
         noise = noise or Noise()
         per_step_input = noise.poisson or noise.input_sd > 0
 
         x = self._encode(x, steps, noise, rng) if per_step_input else x
-        if self.in_mean is not None:
+        if self.in_mean is not None and self.in_std is not None:
             x = (x - self.in_mean) / self.in_std
         if self.channels_last and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -131,7 +143,7 @@ class SpikingSequential(nn.Module):
         if per_step_input:
             x = x.view(steps, -1, *x.shape[1:])
         elif stop <= first:  # a layer before the first spiking one: the same at every step
-            return self._unit(x[None], unit, sliced)
+            return self._unit(x[None], units, sliced)
         batch = x.shape[1] if per_step_input else x.shape[0]
         chunk = chunk or max(1, min(steps, self.chunk_images // batch))
         mems: dict[str, torch.Tensor] = {}
@@ -142,33 +154,46 @@ class SpikingSequential(nn.Module):
             for name in self.order[first:stop]:
                 m = getattr(self, name)
                 if isinstance(m, snn.Leaky):
-                    cur = self._leaky(name, m, cur, mems, noise, rng, membrane and name == until)
+                    shared = self.order.index(name) > narrow_from  # holds only the computed channels
+                    cur = self._leaky(name, m, cur, mems, noise, rng, membrane and name == until, shared)
                 else:
                     cur = self._layer(name, cur.flatten(0, 1), sliced).unflatten(0, (tau, -1))
             out.append(cur)
-        return self._unit(torch.cat(out), unit, sliced)
+        return self._unit(torch.cat(out), units, sliced)
 
     @staticmethod
     def _leaky(name: str, m: snn.Leaky, cur: torch.Tensor, mems: dict, noise: Noise,
-               rng: torch.Generator | None, record_membrane: bool) -> torch.Tensor:
-        """One LIF layer over a chunk of steps ``[tau, B, ...]``, membrane carried in ``mems``."""
+               rng: torch.Generator | None, record_membrane: bool, shared_noise: bool = False) -> torch.Tensor:
+        """One LIF layer over a chunk of steps ``[tau, B, ...]``, membrane carried in ``mems``.
+
+        ``shared_noise``: the layer holds only the target channels, so its membrane noise is drawn
+        for one channel and added to each: the draw a one-unit target makes (and the random stream
+        stays where it leaves it), so every channel gets exactly its one-unit target's noise --
+        which also means these channels' noise is the same draw (correlated across units).
+        """
         if _plain(m) and not torch.is_grad_enabled():
-            return _lif_inference(name, m, cur, mems, noise, rng, record_membrane)
+            return _lif_inference(name, m, cur, mems, noise, rng, record_membrane, shared_noise)
         mem = mems.get(name)
         mem = torch.zeros_like(cur[0]) if mem is None else mem
         rec = []
         for t in range(cur.shape[0]):
             c = cur[t]
             if noise.membrane_sd > 0:
-                c = c + noise.membrane_sd * torch.randn(c.shape, generator=rng, dtype=c.dtype)
+                c = c + noise.membrane_sd * torch.randn(_noise_shape(c, shared_noise), generator=rng, dtype=c.dtype)
             spk, mem = m(c, mem)
             rec.append(mem if record_membrane else spk)
         mems[name] = mem
         return torch.stack(rec)
 
     @staticmethod
-    def _unit(trace: torch.Tensor, unit: int | None, sliced: tuple[str | None, int | None]) -> torch.Tensor:
-        return trace[:, :, unit:unit + 1] if unit is not None and sliced[0] is None else trace
+    def _unit(trace: torch.Tensor, units: tuple[int, ...] | None,
+              sliced: tuple[str | None, tuple[int, ...] | None]) -> torch.Tensor:
+        """The requested channels of a full trace (a sliced one holds only those already)."""
+        if units is None or sliced[0] is not None:
+            return trace
+        if len(units) == 1:
+            return trace[:, :, units[0]:units[0] + 1]
+        return trace.index_select(2, torch.tensor(units, device=trace.device))
 
     def _encode(self, x: torch.Tensor, steps: int, noise: Noise, rng: torch.Generator | None) -> torch.Tensor:
         """``[B, ...]`` -> ``[T * B, ...]``: fresh Poisson spikes and/or pixel noise at every step."""
@@ -181,15 +206,21 @@ class SpikingSequential(nn.Module):
         return x.flatten(0, 1)
 
 
+def _noise_shape(c: torch.Tensor, shared: bool) -> tuple[int, ...]:
+    """One step's membrane-noise shape for ``c = [B, C, ...]``: one channel broadcast over C when shared."""
+    return (c.shape[0], 1, *c.shape[2:]) if shared and c.ndim > 1 else tuple(c.shape)
+
+
 def _plain(m: snn.Leaky) -> bool:
     """A Leaky with the default dynamics (subtractive delayed reset, binary spikes, scalar beta)
     and no hooks (a hooked layer is called as a module, so its hooks see every step)."""
-    return (not m._forward_hooks and not m._forward_pre_hooks and int(m.reset_mechanism_val) == 0 and m.reset_delay and not m.inhibition and not m.state_quant
-            and float(m.graded_spikes_factor) == 1.0 and m.beta.numel() == 1 and m.threshold.numel() == 1)
+    return (not m._forward_hooks and not m._forward_pre_hooks and int(m.reset_mechanism_val) == 0 and m.reset_delay
+            and not m.inhibition and not m.state_quant and float(m.graded_spikes_factor) == 1.0
+            and m.beta.numel() == 1 and m.threshold.numel() == 1)
 
 
 def _lif_inference(name: str, m: snn.Leaky, cur: torch.Tensor, mems: dict, noise: Noise,
-                   rng: torch.Generator | None, record_membrane: bool) -> torch.Tensor:
+                   rng: torch.Generator | None, record_membrane: bool, shared_noise: bool = False) -> torch.Tensor:
     """``snntorch.Leaky`` inference in 4 in-place tensor ops per step instead of about 15.
 
     Same arithmetic in the same order as Leaky.forward (``beta * mem + input - reset * threshold``;
@@ -204,7 +235,7 @@ def _lif_inference(name: str, m: snn.Leaky, cur: torch.Tensor, mems: dict, noise
     for t in range(cur.shape[0]):
         c = cur[t]
         if noise.membrane_sd > 0:
-            c = c + noise.membrane_sd * torch.randn(c.shape, generator=rng, dtype=c.dtype)
+            c = c + noise.membrane_sd * torch.randn(_noise_shape(c, shared_noise), generator=rng, dtype=c.dtype)
         mem.mul_(beta).add_(c).sub_(fired, alpha=thr)  # reset * threshold is exact: the same rounding
         if record_membrane:
             out[t] = mem
@@ -227,7 +258,7 @@ def per_step_loop(net: SpikingSequential, x: torch.Tensor, layer: str, num_steps
     """
     mems: dict[str, torch.Tensor] = {}
     out = []
-    if net.in_mean is not None:
+    if net.in_mean is not None and net.in_std is not None:
         x = (x - net.in_mean) / net.in_std
     for _ in range(num_steps or net.num_steps):
         cur = x

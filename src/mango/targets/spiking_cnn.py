@@ -12,8 +12,16 @@ import snntorch as snn
 from snntorch import surrogate
 from torch import nn
 
-from ..checkpoints import WEIGHTS_DIR, build_from_card, has_card, load_state, load_weights, read_card, release_file
-from ..checkpoints import untrained
+from ..checkpoints import (
+    WEIGHTS_DIR,
+    build_from_card,
+    has_card,
+    load_state,
+    load_weights,
+    read_card,
+    release_file,
+    untrained,
+)
 from ..data import MNIST_MEAN, MNIST_STD
 from ..errors import MangoError
 from ..imagespace import CIFAR10_MEAN, CIFAR10_STD, ImageSpace
@@ -109,4 +117,5 @@ def cifar_snn(weights: str | None = None) -> MangoCifarSNN:
     return load_state(net, path).eval().use_channels_last()
 
 
-cifar_snn.release_file = RELEASE_NAME  # default weights: a MANGO release checkpoint (see mango.checkpoints)
+# default weights: a MANGO release checkpoint (see mango.checkpoints); a function attribute, read with getattr
+cifar_snn.release_file = RELEASE_NAME  # type: ignore[attr-defined]

@@ -37,10 +37,10 @@ import torch
 from spikingjelly.activation_based import functional, layer, neuron, surrogate
 from torch import nn
 
+from ..checkpoints import build_from_card, has_card, load_state, untrained
 from ..imagespace import CIFAR10_MEAN, CIFAR10_STD, ImageSpace
 from .base import MODELS
 from .sequential import positive_steps
-from ..checkpoints import build_from_card, has_card, load_state, untrained
 
 TAU = 10.0  # decay 1 - 1/tau = 0.9
 
@@ -91,6 +91,12 @@ class CifarSpikingResNet18(nn.Module):
     built here rather than from ``spikingjelly...model.spiking_resnet``, which imports torchvision (1 s).
     """
 
+    # the residual stages, added in __init__ by name
+    layer1: nn.Sequential
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+    layer4: nn.Sequential
+
     def __init__(self, num_steps: int = 4, num_classes: int = 10, stem_once: bool = True) -> None:
         super().__init__()
         positive_steps(num_steps)
@@ -99,7 +105,7 @@ class CifarSpikingResNet18(nn.Module):
         self.bn1 = nn.BatchNorm2d(64)
         self.sn1 = _lif()
         widths = (64, 128, 256, 512)
-        for i, (cin, cout) in enumerate(zip((64,) + widths[:-1], widths)):
+        for i, (cin, cout) in enumerate(zip((64,) + widths[:-1], widths, strict=True)):
             stride = 1 if i == 0 else 2
             self.add_module(f"layer{i + 1}", nn.Sequential(BasicBlock(cin, cout, stride), BasicBlock(cout, cout)))
         self.avgpool = layer.AdaptiveAvgPool2d((1, 1))

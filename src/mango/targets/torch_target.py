@@ -1,17 +1,23 @@
-"""Any unit of a torch model: addressed by name, read out over time, optionally noisy.
+"""Units of a torch model: addressed by name, read out over time, optionally noisy.
+
+A target is one unit (``lif2:12``, responses ``[B, 1]``) or several units of one
+layer (``lif2:*``, ``lif2:3-7``, ``class:1,3``; responses ``[B, U]``), measured by
+the same forward pass. Each column of a multi-unit target equals, bit for bit,
+the responses of the one-unit target of that unit (its seeded noise included).
 
 Two ways to measure, same responses:
 
 * networks built on :class:`SpikingSequential` are simulated only up to the
-  target layer, computing only the target channel (the fast path);
+  target layer, computing only the target channels (the fast path);
 * any other module is run whole with a forward hook on the target layer that
-  records the unit at every call (one call per time step, or one time-major
+  records the units at every call (one call per time step, or one time-major
   call in multi-step networks); the forward is cut short after the target
   layer's last call.
 """
 from __future__ import annotations
 
 import weakref
+from typing import cast
 
 import torch
 from torch import nn
@@ -81,7 +87,10 @@ def declared_shape(model: nn.Module, input_shape: tuple[int, ...] | None, name: 
 
 
 class TorchTarget(Target):
-    """Maximize one unit of ``model`` (a :class:`TargetSpec`), reduced by a :class:`Readout`."""
+    """Units of ``model`` (a :class:`TargetSpec`: one unit or a set of one layer's units), reduced by a
+    :class:`Readout`; ``units`` is the resolved tuple, one response column per unit."""
+
+    units: tuple[int, ...]
 
     def __init__(self, model: nn.Module, spec: str | TargetSpec, input_shape: tuple[int, ...] | None = None,
                  name: str = "torch-module", readout: str | Readout | None = None, noise: str | Noise | None = None,
@@ -109,17 +118,14 @@ class TorchTarget(Target):
         if spec.layer is None:
             with torch.inference_mode():
                 n = class_outputs(self.model(torch.zeros(1, *self.input_shape)), 1, self.name).shape[1]
-            if spec.unit >= n:
-                raise MangoError(f"class {spec.unit} out of range for {self.name!r}: it has {n} outputs (0..{n - 1})")
+            self._set_units(spec.resolve(n, self.name))
             self.readout = readout or Readout("logit")
             self.readout.check(None, False, self.steps)
             return
         if spec.layer not in self.layers:
             raise unknown(f"layer of {self.name!r}", spec.layer, self.layers)
         info = self.layers[spec.layer]
-        if spec.unit >= info.units:
-            raise MangoError(f"unit {spec.unit} out of range for layer {spec.layer!r}: "
-                             f"it has {info.units} units (0..{info.units - 1})")
+        self._set_units(spec.resolve(info.units, self.name))
         if spec.position is not None:
             if len(info.shape) != 3:
                 raise MangoError(f"layer {spec.layer!r} has output shape {list(info.shape)}: no spatial position")
@@ -132,6 +138,10 @@ class TorchTarget(Target):
         self._info = info
         self._module = dict(self.model.named_modules())[spec.layer]
 
+    def _set_units(self, units: tuple[int, ...]) -> None:
+        self.units = units
+        self._index = torch.tensor(units)
+
     def reseed(self, key: int) -> None:
         self._rng.manual_seed(key)
 
@@ -142,36 +152,45 @@ class TorchTarget(Target):
         if self.noise and self.noise.input_sd > 0 and not self.fast:
             images = images + self.noise.input_sd * torch.randn(images.shape, generator=self._rng, dtype=images.dtype)
         if self.spec.layer is None:
-            return self._class_output(images)[:, None]
+            return self._class_output(images)
         trace = self._fast_trace(images) if self.fast else self._hooked_trace(images)
-        return self.readout.reduce(trace)[:, None]
+        return self.readout.reduce(trace)
+
+    @property
+    def _simulated(self) -> SpikingSequential:
+        """The model on the fast path (``self.fast`` holds only for a :class:`SpikingSequential`)."""
+        return cast(SpikingSequential, self.model)
 
     def _class_output(self, images: torch.Tensor) -> torch.Tensor:
         if self.fast and self.readout.kind == "logit":
-            last = self.model.order[-1]
-            return self.model.simulate(images, last, self.spec.unit, noise=self.noise, rng=self._rng)[:, :, 0].mean(0)
+            last = self._simulated.order[-1]
+            rates = self._simulated.simulate(images, last, self.units, noise=self.noise, rng=self._rng)
+            return Readout("mean").reduce(rates.float())  # [T, B, U] -> [B, U], each unit's series alone
         if self.fast:
-            out = self.model.simulate(images, noise=self.noise, rng=self._rng).mean(0)
+            out = self._simulated.simulate(images, noise=self.noise, rng=self._rng).mean(0)
         else:
             out = class_outputs(self.model(images), len(images), self.name)
         out = out.softmax(1) if self.readout.kind == "prob" else out
-        return out[:, self.spec.unit].float()
+        return out.index_select(1, self._index.to(out.device)).float()
 
     def _reduce_positions(self, v: torch.Tensor) -> torch.Tensor:
-        """``[T, B, ...]`` of one channel -> ``[T, B]``: one position, or the mean over positions."""
+        """``[T, B, U, ...]`` of the units' channels -> ``[T, B, U]``: one position, or the mean over
+        positions (of each channel's positions laid out contiguously, so a channel is reduced in the
+        same order whatever other channels are measured with it)."""
         if self.readout.kind == "relu":
             v = v.clamp_min(0)
-        if v.ndim == 4 and self.spec.position is not None:
-            return v[:, :, self.spec.position[0], self.spec.position[1]]
-        return v.flatten(2).mean(2) if v.ndim > 2 else v
+        if v.ndim == 5 and self.spec.position is not None:
+            return v[:, :, :, self.spec.position[0], self.spec.position[1]]
+        return v.contiguous().flatten(3).mean(3) if v.ndim > 3 else v
 
     def _fast_trace(self, images: torch.Tensor) -> torch.Tensor:
         # sub-batches of ``micro_batch`` images: the membranes of a large batch fall out of the CPU
         # caches (measured on cifar-snn spiking1, T=20: 168 img/s at batch 16, 110 at 64, 84 at 256)
         step = getattr(self.model, "micro_batch", None) or len(images)
-        traces = [self.model.simulate(part, self.spec.layer, self.spec.unit, membrane=self.readout.needs_membrane,
-                                      noise=self.noise, rng=self._rng) for part in images.split(step)]
-        return self._reduce_positions(torch.cat(traces, 1)[:, :, 0].float())
+        traces = [self._simulated.simulate(part, self.spec.layer, self.units,
+                                           membrane=self.readout.needs_membrane, noise=self.noise, rng=self._rng)
+                  for part in images.split(step)]
+        return self._reduce_positions(torch.cat(traces, 1).float())
 
     def _hooked_trace(self, images: torch.Tensor) -> torch.Tensor:
         self._chunks: list[torch.Tensor] = []
@@ -205,7 +224,7 @@ class TorchTarget(Target):
         if t.ndim < 2 or t.shape[1] != self._batch or tuple(t.shape[2:]) != self._info.shape:
             raise MangoError(f"layer {self.spec.layer!r} of {self.name!r} gave an output of shape {got} for "
                              f"{self._batch} images; when probed it gave {list(self._info.shape)} per image")
-        v = t[:, :, self.spec.unit] if t.ndim > 2 else t  # a layer with one value per image has one unit
+        v = t.index_select(2, self._index.to(t.device)) if t.ndim > 2 else t[:, :, None]  # one value: one unit
         self._chunks.append(self._reduce_positions(v.float()))
         if len(self._chunks) == self._info.calls:
             raise _Done
@@ -213,6 +232,8 @@ class TorchTarget(Target):
     def describe(self) -> dict:
         d = super().describe()
         d.update(spec=str(self.spec), readout=str(self.readout), noise=str(self.noise or "none"))
+        if self.spec.multi:  # (one-unit targets describe themselves as before: resumed runs compare this)
+            d["units"] = list(self.units)
         if self.steps:
             d["num_steps"] = self.steps
         if self.spec.layer is not None:

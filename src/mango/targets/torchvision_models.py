@@ -17,10 +17,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..checkpoints import load_state
 from ..errors import MangoError
 from ..imagespace import IMAGENET_MEAN, IMAGENET_STD, ImageSpace
 from .base import MODELS
-from ..checkpoints import load_state
 
 ARCHS = {"alexnet": "AlexNet", "vgg16": "VGG-16", "vgg19": "VGG-19", "densenet121": "DenseNet-121",
          "resnet18": "ResNet-18"}
@@ -61,7 +61,8 @@ def torchvision_model(arch: str, weights: str | None = None) -> nn.Module:
             model = torchvision.models.get_model(arch, weights=None)
         if weights != "none":
             load_state(model, weights)
-    model.input_space, model.input_shape = IMAGENET_SPACE, IMAGENET_SPACE.shape
+    # plain attributes on the module (nn.Module types attribute assignment as tensors or submodules)
+    model.input_space, model.input_shape = IMAGENET_SPACE, IMAGENET_SPACE.shape  # type: ignore[assignment]
     return model.eval()
 
 
@@ -72,7 +73,8 @@ def _register(arch: str, title: str) -> None:
     factory.__doc__ = (f"torchvision {title}, ImageNet weights (224x224 normalized, resizes any input; "
                        f"weights 'none' = random init)")
     factory.__name__ = arch
-    factory.downloads = True  # default weights come from the internet (torch hub cache); "none" works offline
+    # default weights come from the internet (torch hub cache); "none" works offline (read with getattr)
+    factory.downloads = True  # type: ignore[attr-defined]
     MODELS.register(arch)(factory)
 
 

