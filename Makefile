@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# the pinned CPU torch comes from the local wheel cache; other versions download GBs
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[test,distributed]"
 	touch $(STAMP)
 
 $(REF_STAMP): pyproject.toml

@@ -183,12 +183,29 @@ def list_(family: Family = typer.Argument(..., help="optimizers, generators or t
     out.print(t)
 
 
+def scan_table(summary: Any, folder: Path) -> None:
+    """Per layer: units done, the best responses' distribution, silent units."""
+    t = Table(title=f"MANGO scan {folder}")
+    for col in ("layer", "units", "done", "median", "q25", "q75", "max", "silent"):
+        t.add_column(col, justify="left" if col == "layer" else "right")
+    for r in summary.itertuples(index=False):
+        t.add_row(r.layer, str(r.units), str(r.done), *(f"{v:.4f}" for v in (r.median, r.q25, r.q75, r.max)),
+                  str(r.silent))
+    out.print(t)
+
+
 @app.command()
-def show(run_dir: Path = typer.Argument(..., help="a run folder written by `mango run` (finished or not)")) -> None:
-    """Summarize a run; works while it runs."""
+def show(run_dir: Path = typer.Argument(..., help="a run folder written by `mango run` (finished or not), or a "
+                                                  "scan folder written by `mango scan`")) -> None:
+    """Summarize a run or a scan; works while it runs."""
     from ..experiment import load_run
 
     with user_errors():
+        if (run_dir / "scan.json").is_file():
+            from ..scan import summary
+
+            scan_table(summary(run_dir), run_dir)
+            return
         r = load_run(run_dir, unfinished=True)
         _summary(r.summary())
         pictures = sorted(Path(run_dir).glob("*.png")) + sorted(Path(run_dir).glob("*.gif"))
@@ -231,9 +248,11 @@ def convert(folders: list[Path] = typer.Argument(..., help="run folders of MANGO
 # sub-apps last: they import user_errors, err and out from this module
 from . import analyze, check, rig, train  # noqa: E402
 from .monitor import monitor  # noqa: E402
+from .scan import scan  # noqa: E402
 
 app.add_typer(train.app, name="train")
 app.add_typer(check.app, name="check")
 app.add_typer(analyze.app, name="analyze")
 app.add_typer(rig.app, name="rig")
 app.command()(monitor)
+app.command()(scan)

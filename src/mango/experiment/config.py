@@ -44,6 +44,8 @@ class RunConfig:
     noise: str | None = setting(None, "injected trial-to-trial noise: input:SD, membrane:SD, poisson "
                                 "(comma-separated)")
     steps: int | None = setting(None, "time steps of a spiking target (default: the network's own)")
+    objective: str | None = setting(None, "a weighted sum of units of the target's layer instead of the unit alone, "
+                                    "e.g. 'u - mean(*)' (u = the target unit): a selective stimulus")
     #: rig runs (``--model rig:...``): the rig's answers, its silences and its drift
     timeout: float = setting(10.0, "rig runs: seconds of live rig to wait for a block's answers", fixed=False)
     reshows: int = setting(3, "rig runs: times an unanswered image is shown again before it is left out",
@@ -85,6 +87,9 @@ class RunConfig:
         bad = {k: v for k, v in self.optimizer_options.items() if isinstance(v, float) and not math.isfinite(v)}
         if bad:
             raise MangoError(f"optimizer options must be finite, got {bad}")
+        if self.objective and self.readout == "rate+drive":
+            raise MangoError(f"readout rate+drive (one unit's drive told to the optimizer) does not combine with an "
+                             f"objective, got objective {self.objective!r}; use readout rate")
         if self.batch is not None and self.budget < self.batch:
             raise MangoError(f"budget {self.budget} is smaller than batch {self.batch}; use budget >= batch")
         return self

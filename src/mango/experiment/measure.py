@@ -19,7 +19,24 @@ def noise_key(seed: int, batch: int) -> int:
 def responses(target: Target, images: torch.Tensor) -> torch.Tensor:
     """The target's responses ``[B, U]`` as float64, checked: a target of the user's own may return a
     tensor, a numpy array or a list, ``[B]`` or ``[B, U]``; anything else is a one-line error."""
-    out = target.responses(images)
+    return _checked(target, target.responses(images), images)
+
+
+def evaluate(target: Target, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Responses and the values the optimizer is told, both ``[B, U]`` float64 and checked as :func:`responses`.
+
+    The values are the responses unless the target's ``evaluate`` says otherwise (readout ``rate+drive``:
+    the rate is recorded, and a silent unit's drive is told, see :mod:`mango.targets.drive`); a target
+    without ``evaluate`` (a duck-typed one) gives its responses as values."""
+    ev = getattr(target, "evaluate", None)
+    if ev is None:
+        r = responses(target, images)
+        return r, r
+    r, v = ev(images)
+    return _checked(target, r, images), _checked(target, v, images)
+
+
+def _checked(target: Target, out: object, images: torch.Tensor) -> torch.Tensor:
     try:
         r = torch.as_tensor(np.asarray(out) if not isinstance(out, torch.Tensor) else out).double()
     except (TypeError, ValueError, RuntimeError):
@@ -35,10 +52,19 @@ def responses(target: Target, images: torch.Tensor) -> torch.Tensor:
 
 def measure(target: Target, images: torch.Tensor, repeats: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and spread over ``repeats`` presentations of each image (one batch); objective = mean over units."""
+    mean, sd, _ = measure_values(target, images, repeats)
+    return mean, sd
+
+
+def measure_values(target: Target, images: torch.Tensor,
+                   repeats: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`measure` and the optimizer's value of each image: the mean over units and presentations of the
+    target's values (:func:`evaluate`; the mean response itself unless the readout is e.g. ``rate+drive``)."""
     if repeats > 1:
         images = images.repeat_interleave(repeats, 0)
-    r = responses(target, images).mean(1).view(-1, repeats)
-    return r.mean(1), (r.std(1, correction=0) if repeats > 1 else torch.zeros(len(r), dtype=r.dtype))
+    r, v = evaluate(target, images)
+    r, v = r.mean(1).view(-1, repeats), v.mean(1).view(-1, repeats)
+    return r.mean(1), (r.std(1, correction=0) if repeats > 1 else torch.zeros(len(r), dtype=r.dtype)), v.mean(1)
 
 
 def remeasure_top(df: pd.DataFrame, gen: Generator, tgt: Target, n: int, top: int = 5,

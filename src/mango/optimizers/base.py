@@ -61,7 +61,7 @@ class Optimizer(ABC):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        for name in ("ask", "tell", "close"):
+        for name in ("ask", "tell", "inject", "close"):
             if name in vars(cls):
                 raise TypeError(f"{cls.__name__} overrides {name}(); implement _{name}() instead")
 
@@ -75,6 +75,16 @@ class Optimizer(ABC):
 
     def _close(self) -> None:  # noqa: B027 - an optional hook
         """Release what the method holds (worker threads); called once by :meth:`close`."""
+
+    def _inject(self, candidates: torch.Tensor, values: torch.Tensor) -> None:  # noqa: B027 - an optional hook
+        """Learn from candidates this method did not propose, with their values (float64 ``[n]``, all finite,
+        ``n >= 1``). The default ignores them: a method without a way to use foreign points
+        searches on its own (a shared scan still counts every image for the unit's best)."""
+
+    @property
+    def learns_from_others(self) -> bool:
+        """Whether :meth:`inject` changes what the method proposes next (it overrides ``_inject``)."""
+        return type(self)._inject is not Optimizer._inject
 
     @final
     def ask(self, k: int) -> torch.Tensor:
@@ -119,6 +129,30 @@ class Optimizer(ABC):
         self._outstanding -= len(v)
         with one_thread():
             self._tell(candidates, v)
+
+    @final
+    def inject(self, candidates: torch.Tensor, values: Any) -> None:
+        """Candidates proposed by someone else (another unit's search in a shared scan) and measured here.
+
+        Only between batches: every asked candidate must be told first (``ask`` then ``tell`` keep their
+        order; an injection in between would change what the outstanding candidates mean). NaN (never
+        measured), NaN/inf values and failed measurements are dropped before the method sees them.
+        Deterministic like ``tell``: a replayed sequence of asks, tells and injections gives the same asks.
+        """
+        self._check_open()
+        if self._outstanding:
+            raise MangoError(f"inject while {self._outstanding} asked candidates await their values; "
+                             "tell them first")
+        candidates = torch.as_tensor(candidates)
+        if candidates.ndim != 2 or candidates.shape[1] != self.space.dim:
+            raise MangoError(f"inject needs candidates of shape [n, {self.space.dim}], got {list(candidates.shape)}")
+        v = _as_values(values)
+        if len(v) != len(candidates):
+            raise MangoError(f"inject got {len(v)} values for {len(candidates)} candidates")
+        keep = torch.isfinite(v)
+        if bool(keep.any()):
+            with one_thread():
+                self._inject(candidates[keep], v[keep])
 
     @final
     def close(self) -> None:

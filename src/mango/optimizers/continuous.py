@@ -50,6 +50,18 @@ class Box:
             return torch.from_numpy(x.copy())
         return torch.from_numpy(idx.astype(np.int64))
 
+    def points(self, candidates: torch.Tensor) -> np.ndarray:
+        """Candidates of the loop ``[k, dim]`` -> box points (the inverse of :meth:`candidates`): values as
+        they are, grid indices to their grid points, codes to the centre of their interval. For points
+        proposed elsewhere (a shared scan's foreign candidates)."""
+        z = torch.as_tensor(candidates)
+        if torch.is_floating_point(z):
+            return self.clip(z.double().numpy().reshape(-1, self.dim))
+        idx = z.long().numpy().reshape(-1, self.dim).astype(np.float64)
+        if self.categorical:
+            return (idx + 0.5) / self.space.size
+        return self.low + idx / (self.space.size - 1) * self.width
+
     def uniform(self, rng: np.random.Generator, k: int) -> np.ndarray:
         """``k`` points drawn uniformly from the box."""
         return rng.uniform(self.low, self.high, (k, self.dim))

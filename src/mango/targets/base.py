@@ -29,6 +29,14 @@ class Target(ABC):
     def responses(self, images: torch.Tensor) -> torch.Tensor:
         """Images ``[B, C, H, W]`` -> responses ``[B, U]`` of the selected unit(s)."""
 
+    def evaluate(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Responses ``[B, U]`` (recorded and reported) and the values ``[B, U]`` the optimizer is told.
+
+        The values are the responses, unless a readout tells the optimizer more than it reports (``rate+drive``:
+        the rate, and a silent unit's sub-threshold drive, see :mod:`mango.targets.drive`)."""
+        r = self.responses(images)
+        return r, r
+
     def describe(self) -> dict:
         return {"name": self.name, "input_space": self.input_space.to_dict()}
 
@@ -65,6 +73,9 @@ class AdaptedTarget(Target):
 
     def responses(self, images: torch.Tensor) -> torch.Tensor:
         return self.inner.responses(self.convert(self.check_images(images)))
+
+    def evaluate(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.inner.evaluate(self.convert(self.check_images(images)))
 
     def reseed(self, key: int) -> None:
         self.inner.reseed(key)

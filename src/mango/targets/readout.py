@@ -9,6 +9,9 @@ what it gives alone).
 =============  ==========================================================
 ``rate``       spike count / T over all T steps, in [0, 1] (the paper's
                normalized activity; spiking layers' default)
+``rate+drive`` the rate as the response; the optimizer is also told the
+               sub-threshold drive of a unit that has not spiked
+               (:mod:`mango.targets.drive`)
 ``count:A-B``  spike count in steps A..B-1 / (B - A)
 ``latency``    1 - (first spike step) / T, 0 if silent: earlier is larger
 ``membrane``   mean membrane potential over the T steps
@@ -27,12 +30,13 @@ import torch
 
 from ..errors import MangoError
 
-SPIKING = ("rate", "count", "latency", "membrane")
+SPIKING = ("rate", "count", "latency", "membrane", "rate+drive")
 CLASSIC = ("mean", "relu")
 CLASS = ("logit", "prob")
 #: every readout kind (``count`` is written ``count:A-B``)
 NAMES = SPIKING + CLASSIC + CLASS
-FORMS = "rate, count:A-B, latency, membrane (spiking layers); mean, relu (other layers); logit, prob (class:N)"
+FORMS = ("rate, rate+drive, count:A-B, latency, membrane (spiking layers); mean, relu (other layers); "
+         "logit, prob (class:N)")
 _COUNT = re.compile(r"^count:(\d+)-(\d+)$")
 
 
@@ -73,6 +77,11 @@ class Readout:
     def needs_membrane(self) -> bool:
         return self.kind == "membrane"
 
+    @property
+    def drive(self) -> bool:
+        """The response is the rate, and the optimizer's value adds the silent unit's drive (rate+drive)."""
+        return self.kind == "rate+drive"
+
     def check(self, layer: str | None, spiking: bool, steps: int | None) -> None:
         """Fail early when the readout does not fit the addressed layer."""
         where = "class outputs" if layer is None else f"layer {layer!r}"
@@ -102,5 +111,5 @@ class Readout:
             first = torch.where(fired.any(-1), fired.float().argmax(-1).to(series.dtype),
                                 torch.full_like(series[..., 0], t))
             return 1 - first / t
-        # relu: the ReLU is applied per position before averaging (see TorchTarget)
+        # relu: the ReLU is applied per position before averaging (see TorchTarget); rate+drive: the rate
         return series.mean(-1)

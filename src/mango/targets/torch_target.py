@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..errors import MangoError, unknown
+from . import drive
 from .base import Target
 from .layers import LayerInfo, first_tensor, probe_layers
 from .noise import Noise
@@ -137,6 +138,13 @@ class TorchTarget(Target):
         self.readout.check(spec.layer, info.spiking, self.steps)
         self._info = info
         self._module = dict(self.model.named_modules())[spec.layer]
+        if self.readout.drive:
+            self._theta = drive.threshold(self._module, spec.layer)
+            if self.fast and not drive.spikes_from_membrane(self._module):  # spikes read from the layer itself
+                if self.noise and self.noise.per_step:
+                    raise MangoError(f"readout rate+drive with noise {self.noise} needs layer {spec.layer!r} to be "
+                                     "an snnTorch Leaky with the default delayed reset and binary spikes")
+                self.fast = False
 
     def _set_units(self, units: tuple[int, ...]) -> None:
         self.units = units
@@ -148,13 +156,27 @@ class TorchTarget(Target):
     # -- measuring -------------------------------------------------------------------------------
     @torch.inference_mode()
     def responses(self, images: torch.Tensor) -> torch.Tensor:
+        return self._measure(images)[0]
+
+    @torch.inference_mode()
+    def evaluate(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Responses and the optimizer's values, both ``[B, U]``: with readout ``rate+drive`` the rates and
+        the drive values of :mod:`mango.targets.drive` (one simulation), else the responses twice."""
+        r, v = self._measure(images)
+        return r, r if v is None else v
+
+    def _measure(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         images = self.check_images(images)
         if self.noise and self.noise.input_sd > 0 and not self.fast:
             images = images + self.noise.input_sd * torch.randn(images.shape, generator=self._rng, dtype=images.dtype)
         if self.spec.layer is None:
-            return self._class_output(images)
+            return self._class_output(images), None
+        if self.readout.drive:
+            spikes, peaks = self._fast_drive(images) if self.fast else self._hooked_drive(images)
+            rate = self.readout.reduce(spikes)
+            return rate, drive.values(rate, peaks.amax(0), self._theta)
         trace = self._fast_trace(images) if self.fast else self._hooked_trace(images)
-        return self.readout.reduce(trace)
+        return self.readout.reduce(trace), None
 
     @property
     def _simulated(self) -> SpikingSequential:
@@ -192,8 +214,26 @@ class TorchTarget(Target):
                   for part in images.split(step)]
         return self._reduce_positions(torch.cat(traces, 1).float())
 
+    def _fast_drive(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Spikes ``[T, B, U]`` (reduced over positions, as for ``rate``) and membrane peaks over positions
+        ``[T, B, U]``, from one simulation recording the membrane: a spike is ``membrane > threshold``, the
+        comparison ``snntorch.Leaky`` makes (and :func:`~mango.targets.sequential._lif_inference`)."""
+        step = getattr(self.model, "micro_batch", None) or len(images)
+        spikes, peaks = [], []
+        for part in images.split(step):
+            mem = self._simulated.simulate(part, self.spec.layer, self.units, membrane=True, noise=self.noise,
+                                           rng=self._rng).float()
+            spikes.append(torch.gt(mem, self._theta).to(mem.dtype))
+            peaks.append(drive.peak_positions(mem, self.spec.position))
+        return self._reduce_positions(torch.cat(spikes, 1)), torch.cat(peaks, 1)
+
+    def _hooked_drive(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        spikes = self._hooked_trace(images)
+        return spikes, torch.cat(self._peaks)
+
     def _hooked_trace(self, images: torch.Tensor) -> torch.Tensor:
         self._chunks: list[torch.Tensor] = []
+        self._peaks: list[torch.Tensor] = []
         self._batch = len(images)
         # hooked only while measuring, so several targets can share one model
         handle = self._module.register_forward_hook(self._hook)
@@ -208,12 +248,24 @@ class TorchTarget(Target):
                          "for every input (a spiking one reads num_steps at every call)")
 
     def _hook(self, module: nn.Module, inputs: object, output: object) -> None:
-        if self.readout.needs_membrane:
-            t = output[1] if isinstance(output, (tuple, list)) and len(output) > 1 else getattr(module, "v_seq", None)
-            if not isinstance(t, torch.Tensor):
-                raise MangoError(f"layer {self.spec.layer!r} does not expose its membrane potential")
-        else:
+        if self.readout.drive:  # the spikes, and the membrane's peak over positions
+            self._peaks.append(drive.peak_positions(self._channels(self._membrane(module, output)).float(),
+                                                    self.spec.position))
             t = first_tensor(output)
+        else:
+            t = self._membrane(module, output) if self.readout.needs_membrane else first_tensor(output)
+        self._chunks.append(self._reduce_positions(self._channels(t).float()))
+        if len(self._chunks) == self._info.calls:
+            raise _Done
+
+    def _membrane(self, module: nn.Module, output: object) -> torch.Tensor:
+        t = output[1] if isinstance(output, (tuple, list)) and len(output) > 1 else getattr(module, "v_seq", None)
+        if not isinstance(t, torch.Tensor):
+            raise MangoError(f"layer {self.spec.layer!r} does not expose its membrane potential")
+        return t
+
+    def _channels(self, t: object) -> torch.Tensor:
+        """One call's output of the target layer -> ``[steps, B, U, ...]``: the units' channels, checked."""
         if not isinstance(t, torch.Tensor):
             raise MangoError(f"layer {self.spec.layer!r} of {self.name!r} returned a {_kind(t)}, not a torch.Tensor")
         got = list(t.shape)
@@ -224,10 +276,7 @@ class TorchTarget(Target):
         if t.ndim < 2 or t.shape[1] != self._batch or tuple(t.shape[2:]) != self._info.shape:
             raise MangoError(f"layer {self.spec.layer!r} of {self.name!r} gave an output of shape {got} for "
                              f"{self._batch} images; when probed it gave {list(self._info.shape)} per image")
-        v = t.index_select(2, self._index.to(t.device)) if t.ndim > 2 else t[:, :, None]  # one value: one unit
-        self._chunks.append(self._reduce_positions(v.float()))
-        if len(self._chunks) == self._info.calls:
-            raise _Done
+        return t.index_select(2, self._index.to(t.device)) if t.ndim > 2 else t[:, :, None]  # one value: one unit
 
     def describe(self) -> dict:
         d = super().describe()

@@ -1,0 +1,138 @@
+"""Batched neurons: the runs of many units of one layer advance together and share every forward pass.
+
+Each member is an ordinary run (its own optimizer, run store and folder). At each step every member
+proposes its next batch; all their images go through the generator and the network at once, the
+network computing only the units asked for (a multi-unit target); each member gets its own unit's
+column back. A unit's response does not depend on the other images or units in the pass (the
+targets are built to be bit-identical), so every run equals the run of its unit alone.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from collections.abc import Generator as Coroutine
+from contextlib import ExitStack
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from ..experiment.config import RunConfig
+from ..experiment.finish import finish
+from ..experiment.loop import RunInterrupted, describe
+from ..experiment.measure import evaluate, noise_key, responses
+from ..experiment.result import RESULT_NAME, load_run
+from ..experiment.search import Loop, Request
+from ..experiment.session import open_run
+from ..generators import make_generator
+from ..imagespace import adapter
+from ..optimizers import OPTIMIZERS
+from ..targets import Target, make_target
+from ..targets.base import AdaptedTarget
+from ..targets.objective import WeightedTarget, parse_objective
+from .plan import Member, ScanConfig
+
+log = logging.getLogger("mango")
+
+
+class Column(Target):
+    """One member's view of the shared multi-unit target: its weighted column(s), for its own finish."""
+
+    def __init__(self, inner: Target, weights: torch.Tensor, spec: str) -> None:
+        self.inner, self.w, self.spec = inner, weights, spec
+        self.name, self.input_shape, self._input_space = inner.name, inner.input_shape, inner.input_space
+
+    def responses(self, images: torch.Tensor) -> torch.Tensor:
+        return (responses(self.inner, images) @ self.w)[:, None]
+
+    def reseed(self, key: int) -> None:
+        self.inner.reseed(key)
+
+
+def finished(cfg: ScanConfig, m: Member, root: Path) -> bool:
+    """A member whose run holds its whole budget and its result: nothing left to measure."""
+    run_dir = m.run_dir(root)
+    if not (run_dir / RESULT_NAME).is_file():
+        return False
+    try:
+        return load_run(run_dir).config.budget >= cfg.budget
+    except Exception:  # a damaged run is resumed (and its damage reported) by the group
+        return False
+
+
+def run_group(cfg: ScanConfig, group: list[Member], root: Path, step: Callable[[int], None] | None = None) -> None:
+    """Run (or resume) every member of ``group`` (one layer) to its budget, sharing each forward pass."""
+    todo = [m for m in group if not finished(cfg, m, root)]
+    if not todo:
+        return
+    layer = todo[0].layer
+    gen = make_generator(cfg.generator, cfg.generator_weights)
+    units = sorted({m.unit for m in todo})
+    n_units = len(make_target(cfg.model, f"{layer}:*", cfg.model_weights, steps=cfg.steps).units or ())
+    weights = {m: parse_objective(cfg.objective, n_units, m.unit) if cfg.objective else {m.unit: 1.0} for m in todo}
+    units = sorted(set(units) | {u for w in weights.values() for u in w})
+    tgt: Target = make_target(cfg.model, f"{layer}:{','.join(map(str, units))}", cfg.model_weights, cfg.readout,
+                              steps=cfg.steps)
+    convert = adapter(gen.image_space, tgt.input_space, f"generator {gen.name!r}", f"target {tgt.name!r}")
+    if convert is not None:
+        tgt = AdaptedTarget(tgt, convert, gen.image_space)
+    cols = {m: torch.tensor([weights[m].get(u, 0.0) for u in units], dtype=torch.float64) for m in todo}
+    with ExitStack() as stack:
+        loops: list[tuple[Member, Loop, RunConfig]] = []
+        for m in todo:
+            run_cfg = RunConfig.from_dict(cfg.run_settings(m.layer, m.unit, m.seed))
+            opt = OPTIMIZERS.get(run_cfg.optimizer)(gen.space, seed=m.seed, **run_cfg.optimizer_options)
+            stack.callback(opt.close)
+            run_cfg = replace(run_cfg, batch=run_cfg.batch or min(opt.preferred_batch, run_cfg.budget))
+            view = _view(tgt, cols[m], run_cfg)
+            run_dir = m.run_dir(root)
+            store = stack.enter_context(open_run(run_dir, run_cfg, (run_dir / "config.json").exists(),
+                                                gen.space.dim, describe(gen, view, opt), []))
+            loops.append((m, Loop(run_cfg, gen, view, opt, store, run_dir), run_cfg))
+        try:
+            _lockstep([(loop, cols[m]) for m, loop, _ in loops], gen, tgt, step)
+        except KeyboardInterrupt:
+            done = sum(loop.store.count() for _, loop, _ in loops)
+            raise RunInterrupted(root, done, cfg.budget * len(loops)) from None
+        for _, loop, run_cfg in loops:
+            finish(loop.run_dir, run_cfg, gen, loop.tgt, loop.store, loop.wall())
+
+
+def _view(tgt: Target, w: torch.Tensor, cfg: RunConfig) -> Target:
+    """What a member's own run records as its target (a unit alone, or its objective)."""
+    view = Column(tgt, w, cfg.target)
+    if cfg.objective:
+        return WeightedTarget(view, {0: 1.0}, (0,), cfg.objective)
+    return view
+
+
+def _lockstep(members: list[tuple[Loop, torch.Tensor]], gen, tgt: Target,
+              step: Callable[[int], None] | None) -> None:
+    """Advance every member's batches together: one decode and one forward per step for all their requests."""
+    active: dict[int, tuple[Loop, Coroutine[Request, tuple[torch.Tensor, ...], None], Request]] = {}
+    for i, (loop, _) in enumerate(members):
+        steps = loop.batches()
+        req = next(steps, None)
+        if req is not None:
+            active[i] = (loop, steps, req)
+    n = 0
+    while active:
+        order = sorted(active)
+        reqs = [active[i][2] for i in order]
+        z = torch.cat([r.z for r in reqs])
+        tgt.reseed(noise_key(members[order[0]][0].cfg.seed, n))  # noise (if any) is seeded per step
+        r, v = evaluate(tgt, gen.decode(z))  # [sum of requests, units]: responses, and the optimizers' values
+        pos = 0
+        for i, req in zip(order, reqs, strict=True):
+            loop, steps, _ = active[i]
+            k = len(req.z)
+            mine, told = r[pos:pos + k] @ members[i][1], v[pos:pos + k] @ members[i][1]
+            pos += k
+            try:
+                nxt = steps.send((mine, torch.zeros_like(mine), told))
+                active[i] = (loop, steps, nxt)
+            except StopIteration:
+                del active[i]
+            if step is not None:
+                step(k)
+        n += 1

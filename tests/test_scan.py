@@ -1,0 +1,108 @@
+"""Scans: many units of a layer searched together equal each unit searched alone; a killed scan rerun
+equals an uninterrupted one; group objectives; bad input in one line."""
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import mango
+from mango import MangoError
+from mango.cli.main import app
+from mango.scan import load_scan, scan, summary
+
+runner = CliRunner()
+ARGS = dict(layers=["lif2"], units="0-3", budget=96, seeds=2, progress=False)
+
+
+def history(run_dir) -> pd.DataFrame:
+    h = mango.read_history(run_dir)
+    return h[["query", "batch", "response", *[c for c in h.columns if c.startswith("z")]]]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    out = tmp_path_factory.mktemp("scan") / "ref"
+    scan(out, **ARGS)
+    return out
+
+
+def test_units_searched_together_equal_each_unit_searched_alone(reference, tmp_path):
+    df = load_scan(reference)
+    assert list(df.columns[:6]) == ["layer", "unit", "seed", "best_response", "n_queries", "finished"]
+    assert len(df) == 8 and df["finished"].all() and (df["n_queries"] == 96).all()
+    for unit, seed in [(0, 0), (3, 1)]:
+        alone = mango.run(target=f"lif2:{unit}", budget=96, seed=seed, out=tmp_path / f"u{unit}s{seed}", progress=False)
+        pd.testing.assert_frame_equal(history(reference / "lif2" / f"u{unit:04d}-s{seed}"), history(alone.run_dir))
+        row = df[(df["unit"] == unit) & (df["seed"] == seed)].iloc[0]
+        assert row["best_response"] == alone.best_response
+
+
+def test_rerunning_a_finished_scan_measures_nothing(reference):
+    before = {p: p.stat().st_mtime_ns for p in reference.rglob("run.db")}
+    scan(reference, **ARGS)
+    assert {p: p.stat().st_mtime_ns for p in reference.rglob("run.db")} == before
+
+
+def test_a_scan_killed_at_random_moments_and_rerun_equals_the_uninterrupted_one(reference, tmp_path):
+    out, rng = tmp_path / "cut", random.Random(1)
+    cmd = [sys.executable, "-m", "mango.cli", "scan", "--layers", "lif2", "--units", "0-3", "--budget", "96",
+           "--seeds", "2", "--out", str(out), "--quiet"]
+    for _ in range(4):
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(rng.uniform(2.0, 5.0))  # start-up is ~2 s; the scan itself a few seconds more
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    for run_dir in sorted(reference.glob("lif2/u*")):
+        pd.testing.assert_frame_equal(history(out / "lif2" / run_dir.name), history(run_dir))
+
+
+def test_show_summarizes_a_scan_per_layer(reference):
+    s = summary(reference)
+    assert s.loc[0, "layer"] == "lif2" and s.loc[0, "units"] == 4 and s.loc[0, "done"] == 4
+    res = runner.invoke(app, ["show", str(reference)])
+    assert res.exit_code == 0 and "lif2" in res.output and "silent" in res.output
+    runs = mango.analysis.load_runs(reference)  # every analysis reads a scan folder as it is
+    assert len(runs) == 8
+
+
+def test_a_contrast_objective_finds_a_selective_stimulus(tmp_path):
+    """`u - mean(*)`: the MEI excites its own unit more than the layer's other units."""
+    scan(tmp_path / "c", layers=["lif2"], units="12", budget=600, objective="u - mean(*)", progress=False)
+    run = mango.load_run(tmp_path / "c" / "lif2" / "u0012-s0")
+    every = mango.make_target("mnist-snn", "lif2:*")
+    gen = mango.generators.make_generator("mnist-sngan")
+    r = every.responses(gen.decode(run.best_latent[None]))[0].numpy()
+    others = np.delete(r, 12)
+    assert r[12] > others.mean() + 0.2 and r[12] > np.percentile(others, 90)
+    assert run.best_response == pytest.approx(r[12] - r.mean(), abs=1e-6)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--layers", "lif9"], "unknown layer of 'mnist-snn' 'lif9'"),
+    (["--units", "40-45"], "unit 40 out of range for layer 'lif2': it has 32 units (0..31)"),
+    (["--units", "5-3"], "empty unit set '--units 5-3'"),
+    (["--objective", "u - u77"], "names unit 77, but the layer has 32 units"),
+    (["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "not both"),
+])
+def test_bad_scan_input_is_one_line(tmp_path, args, needle):
+    res = runner.invoke(app, ["scan", "--layers", "lif2", "--budget", "16", "--out", str(tmp_path / "s"), *args])
+    assert res.exit_code == 2 and needle in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.output
+
+
+def test_a_scan_folder_made_with_other_settings_is_refused(reference):
+    with pytest.raises(MangoError, match=r"holds a scan made with other settings \(optimizer: scan has 'sepcma', "
+                                         r"given 'ga'\)"):
+        scan(reference, **{**ARGS, "optimizer": "ga"})
+    with pytest.raises(MangoError, match="not a MANGO scan folder"):
+        load_scan(Path(reference) / "lif2")
