@@ -235,3 +235,28 @@ def test_left_out_candidates_are_not_told_as_values(name):
     a = run(0)
     assert torch.equal(a, run(0))
     space.check(a)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_inject_is_deterministic_and_only_between_batches(name, space):
+    """Foreign candidates (a shared scan's images proposed for other units): injecting the same ones into two
+    optimizers of one seed keeps their asks equal; an injection while asked candidates await values is refused;
+    NaN values are dropped; a method that declares it learns from others asks differently after a better point."""
+    a, b, c = make(name, space, 0), make(name, space, 0), make(name, space, 0)
+    foreign = valid(make(name, space, 99).ask(8), 8, space)
+    values = objective(foreign) + 1e3  # far better than anything the optimizers have seen
+    values[0] = float("nan")
+    for opt in (a, b, c):
+        drive(opt, space, [opt.preferred_batch])
+    for opt in (a, b):
+        opt.inject(foreign, values)
+    k = a.preferred_batch
+    za, zb = [drive(o, space, [k, k])[-1][0] for o in (a, b)]
+    assert torch.equal(za, zb)
+    if a.learns_from_others:
+        assert not torch.equal(za, drive(c, space, [k, k])[-1][0])
+    a.ask(1)
+    with pytest.raises(MangoError, match="tell them first"):
+        a.inject(foreign, values)
+    for opt in (a, b, c):
+        opt.close()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
+import pandas as pd
 import torch
 
 from ..errors import MangoError
@@ -33,6 +34,19 @@ log = logging.getLogger("mango")
 def is_rig(tgt: Target) -> bool:
     """A living neuron behind a rig: shown plain pixels, answers per presentation (see :mod:`mango.rig`)."""
     return hasattr(tgt, "show") and hasattr(tgt, "attach")
+
+
+def history(store: RunStore) -> pd.DataFrame:
+    """The store's intact records; damaged ones are set aside (reported, kept apart) to be measured again."""
+    df, damage = store.history()
+    if damage:
+        store.append([], damage=damage, drop=[int(d.position.split()[-1]) for d in damage])
+        first = damage[0]
+        text = (f"{len(damage)} damaged records set aside in {store.path} (table damaged; first: "
+                f"{first.position}, {first.reason}); they are measured again")
+        store.log("damaged", text)
+        log.warning(text)
+    return df
 
 
 @dataclass
@@ -56,15 +70,7 @@ class Loop:
     run_dir: Path
 
     def __post_init__(self) -> None:
-        df, damage = self.store.history()
-        if damage:
-            self.store.append([], damage=damage, drop=[int(d.position.split()[-1]) for d in damage])
-            first = damage[0]
-            text = (f"{len(damage)} damaged records set aside in {self.store.path} (table damaged; first: "
-                    f"{first.position}, {first.reason}); they are measured again")
-            self.store.log("damaged", text)
-            log.warning(text)
-        self.df = df
+        self.df = df = history(self.store)
         self.start = time.perf_counter() - (float(df["elapsed_s"].iloc[-1]) if len(df) else 0.0)
         self.rig: Any = cast(Any, self.tgt) if is_rig(self.tgt) else None  # a RigTarget (mango.rig is optional)
         self.done, self.best = 0, float(np.nanmax(df["value"].to_numpy(dtype=float), initial=-np.inf))

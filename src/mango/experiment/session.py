@@ -26,13 +26,14 @@ def _json_roundtrip(value: object) -> object:
 
 @contextmanager
 def open_run(run_dir: Path, cfg: RunConfig, resume: bool, dim: int, settings: dict,
-             notes: list[str]) -> Iterator[RunStore]:
+             notes: list[str], shared: dict | None = None) -> Iterator[RunStore]:
     """The store of ``run_dir``, locked for this process while the block runs.
 
     A new run needs a folder without run files; a resumed one its own ``config.json`` (a MANGO 0.1
     folder is converted first, reported in ``notes``). ``settings`` (each plug-in's effective
     settings) are recorded at the start and must be the same on resume: a preset that changed
-    meaning would silently change what the run means.
+    meaning would silently change what the run means. ``shared``: the run is a member of a shared scan
+    (:mod:`mango.scan.shared`), recorded in its store; such a run continues only with its scan.
     """
     if run_dir.exists() and not run_dir.is_dir():
         raise MangoError(f"--out {run_dir} is a file, not a folder: choose another --out")
@@ -54,6 +55,16 @@ def open_run(run_dir: Path, cfg: RunConfig, resume: bool, dim: int, settings: di
                             f"{damage[0].reason})" if damage else ""))
         store = RunStore.open(run_dir, dim)
         try:
+            part_of = store.meta_json("shared")
+            if part_of is not None and shared is None:
+                scan = part_of.get("scan") if isinstance(part_of, dict) else part_of
+                raise MangoError(f"{run_dir} is one unit of a shared scan ({scan}): its batches were proposed by "
+                                 "every unit; run the same mango scan again to continue it")
+            if shared is not None and part_of is None:
+                if store.count():
+                    raise MangoError(f"{run_dir} holds a run of its own, not a unit of a shared scan: "
+                                     "choose another --out")
+                store.set_meta("shared", shared)
             done = store.measured()
             if done > cfg.budget:
                 raise MangoError(f"cannot resume {run_dir} with budget {cfg.budget}: {done} queries are already "

@@ -29,6 +29,12 @@ class CMAES(Optimizer):
     * ``cmaes`` must be told exactly ``popsize`` solutions: ``ask(k)`` serves points from a queue refilled a
       generation at a time, ``tell`` collects losses and updates once a generation is complete. A batch equal
       to ``popsize`` (the preferred batch) makes that exact.
+    * Foreign points (:meth:`inject`, a shared scan's images proposed for other units) compete for the next
+      generation's update: ``cmaes`` accepts any points in ``tell``, so the best ``popsize // 2`` injected
+      since the last update join the generation and the best ``popsize`` of both are told, the way pycma's
+      ``inject`` does it. As Hansen (2011, "Injecting external solutions into CMA-ES") advises, a foreign
+      point is first pulled towards the mean to no farther than the generation's own farthest sample, so a
+      far-away image moves the mean without blowing up the step size.
     """
 
     def __init__(self, space: LatentSpace, seed: int = 0, popsize: int | None = None, sigma: float | None = None,
@@ -50,6 +56,7 @@ class CMAES(Optimizer):
         self._queue: deque[np.ndarray] = deque()  # sampled, not yet served
         self._served: deque[np.ndarray] = deque()  # served, awaiting a value
         self._done: list[tuple[np.ndarray, float, float]] = []  # (x, loss, squared distance outside)
+        self._foreign: list[tuple[np.ndarray, float]] = []  # injected since the last update: (x, loss)
 
     def _ask(self, k: int) -> torch.Tensor:
         while len(self._queue) < k:
@@ -66,10 +73,28 @@ class CMAES(Optimizer):
             out = float((((x - self.box.clip(x)) / self.box.width) ** 2).sum())
             self._done.append((x, float(loss), out))
             if len(self._done) == self.popsize:
-                gen, self._done = self._done, []
+                gen, self._done = self._with_foreign(self._done), []
                 ls = [g[1] for g in gen]
                 scale = max(max(ls) - min(ls), 1e-12)
                 self.es.tell([(g[0], g[1] + self.penalty * scale * g[2]) for g in gen])
+
+    def _inject(self, candidates: torch.Tensor, values: torch.Tensor) -> None:
+        x = self.box.points(candidates)
+        self._foreign.extend(zip(x, (-values).tolist(), strict=True))
+        self._foreign = sorted(self._foreign, key=lambda f: f[1])[: max(1, self.popsize // 2)]
+
+    def _with_foreign(self, gen: list[tuple[np.ndarray, float, float]]) -> list[tuple[np.ndarray, float, float]]:
+        """The generation to tell: the best ``popsize`` of its own samples and the injected points."""
+        if not self._foreign:
+            return gen
+        mean = np.asarray(self.es.mean, dtype=np.float64)
+        reach = max(float(np.linalg.norm(g[0] - mean)) for g in gen)
+        pulled = []
+        for x, loss in self._foreign:
+            d = float(np.linalg.norm(x - mean))
+            pulled.append((mean + (x - mean) * min(1.0, reach / d) if d > 0 else x, loss, 0.0))
+        self._foreign = []
+        return sorted(gen + pulled, key=lambda g: g[1])[: self.popsize]
 
     def hyperparameters(self) -> dict:
         return {"popsize": self.popsize, "sigma": self.sigma, "separable": self.separable, "grid": self.box.grid,
@@ -130,6 +155,12 @@ class OnePlusOne(Optimizer):
         if self.sigma < self.min_sigma:
             self.parent, self.parent_value = self.box.uniform(self.rng, 1)[0], -np.inf
             self.sigma, self.restarts = self.sigma0, self.restarts + 1
+
+    def _inject(self, candidates: torch.Tensor, values: torch.Tensor) -> None:
+        """A foreign point at least as good as the parent becomes the parent (the step size is kept)."""
+        i = int(torch.argmax(values))
+        if float(values[i]) >= self.parent_value:
+            self.parent, self.parent_value = self.box.points(candidates[i : i + 1])[0], float(values[i])
 
     def hyperparameters(self) -> dict:
         return {"sigma": self.sigma0, "min_sigma": self.min_sigma / self.box.width, "grid": self.box.grid}

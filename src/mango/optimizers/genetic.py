@@ -57,6 +57,7 @@ class Genetic(Optimizer):
         self._genes = self._spawn(self.population)  # current generation [n, dim]
         self._scores: list[float] = []  # values of members 0..len-1 (told in ask order)
         self._served = 0  # members handed out by ask
+        self._foreign: list[tuple[np.ndarray, float]] = []  # injected since the last generation: (x, value)
 
     def _spawn(self, n: int) -> np.ndarray:
         """``n`` new members: uniform in the box before any scores, else mated and mutated children."""
@@ -97,13 +98,23 @@ class Genetic(Optimizer):
         fit = np.exp((s - s[0]) / kT)
         return order, fit / fit.sum()
 
+    def _inject(self, candidates: torch.Tensor, values: torch.Tensor) -> None:
+        """Foreign images join the next selection as members of the generation (XDream admits natural images to
+        its pool the same way); the best ``population`` of them since the last generation are kept."""
+        self._foreign.extend(zip(self.box.points(candidates), values.tolist(), strict=True))
+        self._foreign = sorted(self._foreign, key=lambda f: -f[1])[: self.population]
+
     def _breed(self) -> None:
         """Whole generation scored: conserve the best, the rest of the next generation are children."""
-        scores = np.asarray(self._scores)
+        genes, scores = self._genes, np.asarray(self._scores)
+        if self._foreign:
+            genes = np.concatenate([genes, np.stack([f[0] for f in self._foreign])])
+            scores = np.concatenate([scores, [f[1] for f in self._foreign]])
+            self._foreign = []
         order, prob = self.selection(scores)
-        self._parents = (self._genes[order], prob)
+        self._parents = (genes[order], prob)
         keep = order[np.isfinite(scores[order])][: self.n_conserve]
-        self._genes = np.concatenate([self._genes[keep], self._spawn(self.population - len(keep))])
+        self._genes = np.concatenate([genes[keep], self._spawn(self.population - len(keep))])
         self._scores, self._served = [], 0
 
     def hyperparameters(self) -> dict:

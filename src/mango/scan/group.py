@@ -24,7 +24,7 @@ from ..experiment.measure import evaluate, noise_key, responses
 from ..experiment.result import RESULT_NAME, load_run
 from ..experiment.search import Loop, Request
 from ..experiment.session import open_run
-from ..generators import make_generator
+from ..generators import Generator, make_generator
 from ..imagespace import adapter
 from ..optimizers import OPTIMIZERS
 from ..targets import Target, make_target
@@ -65,18 +65,8 @@ def run_group(cfg: ScanConfig, group: list[Member], root: Path, step: Callable[[
     todo = [m for m in group if not finished(cfg, m, root)]
     if not todo:
         return
-    layer = todo[0].layer
     gen = make_generator(cfg.generator, cfg.generator_weights)
-    units = sorted({m.unit for m in todo})
-    n_units = len(make_target(cfg.model, f"{layer}:*", cfg.model_weights, steps=cfg.steps).units or ())
-    weights = {m: parse_objective(cfg.objective, n_units, m.unit) if cfg.objective else {m.unit: 1.0} for m in todo}
-    units = sorted(set(units) | {u for w in weights.values() for u in w})
-    tgt: Target = make_target(cfg.model, f"{layer}:{','.join(map(str, units))}", cfg.model_weights, cfg.readout,
-                              steps=cfg.steps)
-    convert = adapter(gen.image_space, tgt.input_space, f"generator {gen.name!r}", f"target {tgt.name!r}")
-    if convert is not None:
-        tgt = AdaptedTarget(tgt, convert, gen.image_space)
-    cols = {m: torch.tensor([weights[m].get(u, 0.0) for u in units], dtype=torch.float64) for m in todo}
+    tgt, cols = layer_target(cfg, todo, gen)
     with ExitStack() as stack:
         loops: list[tuple[Member, Loop, RunConfig]] = []
         for m in todo:
@@ -84,11 +74,11 @@ def run_group(cfg: ScanConfig, group: list[Member], root: Path, step: Callable[[
             opt = OPTIMIZERS.get(run_cfg.optimizer)(gen.space, seed=m.seed, **run_cfg.optimizer_options)
             stack.callback(opt.close)
             run_cfg = replace(run_cfg, batch=run_cfg.batch or min(opt.preferred_batch, run_cfg.budget))
-            view = _view(tgt, cols[m], run_cfg)
+            own = view(tgt, cols[m], run_cfg)
             run_dir = m.run_dir(root)
             store = stack.enter_context(open_run(run_dir, run_cfg, (run_dir / "config.json").exists(),
-                                                gen.space.dim, describe(gen, view, opt), []))
-            loops.append((m, Loop(run_cfg, gen, view, opt, store, run_dir), run_cfg))
+                                                gen.space.dim, describe(gen, own, opt), []))
+            loops.append((m, Loop(run_cfg, gen, own, opt, store, run_dir), run_cfg))
         try:
             _lockstep([(loop, cols[m]) for m, loop, _ in loops], gen, tgt, step)
         except KeyboardInterrupt:
@@ -98,7 +88,22 @@ def run_group(cfg: ScanConfig, group: list[Member], root: Path, step: Callable[[
             finish(loop.run_dir, run_cfg, gen, loop.tgt, loop.store, loop.wall())
 
 
-def _view(tgt: Target, w: torch.Tensor, cfg: RunConfig) -> Target:
+def layer_target(cfg: ScanConfig, ms: list[Member], gen: Generator) -> tuple[Target, dict[Member, torch.Tensor]]:
+    """One multi-unit target for members of one layer (their units, and those their objectives name), and each
+    member's weights over its columns (its unit alone, or its objective)."""
+    layer = ms[0].layer
+    n_units = len(make_target(cfg.model, f"{layer}:*", cfg.model_weights, steps=cfg.steps).units or ())
+    weights = {m: parse_objective(cfg.objective, n_units, m.unit) if cfg.objective else {m.unit: 1.0} for m in ms}
+    units = sorted({m.unit for m in ms} | {u for w in weights.values() for u in w})
+    tgt: Target = make_target(cfg.model, f"{layer}:{','.join(map(str, units))}", cfg.model_weights, cfg.readout,
+                              steps=cfg.steps)
+    convert = adapter(gen.image_space, tgt.input_space, f"generator {gen.name!r}", f"target {tgt.name!r}")
+    if convert is not None:
+        tgt = AdaptedTarget(tgt, convert, gen.image_space)
+    return tgt, {m: torch.tensor([weights[m].get(u, 0.0) for u in units], dtype=torch.float64) for m in ms}
+
+
+def view(tgt: Target, w: torch.Tensor, cfg: RunConfig) -> Target:
     """What a member's own run records as its target (a unit alone, or its objective)."""
     view = Column(tgt, w, cfg.target)
     if cfg.objective:

@@ -1,0 +1,169 @@
+"""Shared presentations (``mango scan --shared``): one stream of images serves the searches of every unit.
+
+The living-network case: a rig that images hundreds of cells records every cell's response to every
+image shown, so there is no reason for each cell's search to pay for its own images. Per seed, the
+members' optimizers take turns (round robin in layer and unit order) proposing a batch; every batch
+is measured once for every member (one forward pass per layer, only the units asked for); the
+proposer is *told* its values and every other member's optimizer is *injected* them
+(:meth:`~mango.optimizers.Optimizer.inject`: CMA-ES admits good foreign points into its next
+generation, the GA into its parent pool, the (1+1)-ES adopts a better one as parent; a method without
+``_inject`` keeps searching alone, and still scores every image for its unit's best). ``budget`` is
+the total number of presentations per seed.
+
+Each member's run folder holds the whole stream with its own unit's responses (so ``mango show``, the
+analyses and :func:`~mango.scan.load_scan` read it like any run), marked ``shared`` in its store. A
+rerun replays the stream: the proposer's asks must match the record, members lacking a batch (a crash
+between two members' commits) have it measured, and every optimizer is told and injected exactly what
+it was before, so a resumed scan equals an uninterrupted one.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import ExitStack, nullcontext
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..errors import MangoError
+from ..experiment.config import RunConfig
+from ..experiment.finish import finish
+from ..experiment.history import latents
+from ..experiment.loop import RunInterrupted, describe
+from ..experiment.measure import evaluate, noise_key
+from ..experiment.search import history
+from ..experiment.session import open_run
+from ..experiment.store import RunStore, encode_latent
+from ..generators import Generator, make_generator
+from ..optimizers import OPTIMIZERS, Optimizer
+from ..targets import Target
+from .group import finished, layer_target, view
+from .plan import Member, ScanConfig
+
+
+@dataclass
+class _Member:
+    m: Member
+    cfg: RunConfig
+    opt: Optimizer
+    store: RunStore
+    own: Target
+    col: torch.Tensor
+    rows: dict[int, pd.DataFrame]  # recorded batches by batch number
+
+
+def run_shared(cfg: ScanConfig, ms: list[Member], root: Path, progress: bool = True) -> None:
+    """Run (or resume) one shared stream of ``cfg.budget`` presentations per seed for all ``ms``."""
+    if cfg.model.startswith("rig:"):
+        raise MangoError("--shared with a rig model is not supported yet: run the rig session with mango run "
+                         "--model rig:... (every channel is recorded) and scan the network units with --shared")
+    gen = make_generator(cfg.generator, cfg.generator_weights)
+    bar: Any = nullcontext(None)
+    if progress:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        bar = Progress(TextColumn("[bold]shared scan"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with bar as b:
+        task = b.add_task("shared", total=cfg.budget * cfg.seeds) if b else None
+        for seed in range(cfg.seeds):
+            stream = [m for m in ms if m.seed == seed]
+            if all(finished(cfg, m, root) for m in stream):
+                if b:
+                    b.advance(task, cfg.budget)
+                continue
+            run_stream(cfg, stream, gen, root, (lambda k: b.advance(task, k)) if b else None)
+
+
+def run_stream(cfg: ScanConfig, stream: list[Member], gen: Generator, root: Path,
+               step: Callable[[int], None] | None = None) -> None:
+    """One seed's stream: every member proposes in turn, every batch is measured for every member."""
+    layers = {layer: [m for m in stream if m.layer == layer] for layer in dict.fromkeys(m.layer for m in stream)}
+    targets, cols = {}, {}
+    for layer, ms in layers.items():
+        targets[layer], c = layer_target(cfg, ms, gen)
+        cols.update(c)
+    with ExitStack() as stack:
+        members, elapsed = [], 0.0
+        for m in stream:
+            run_cfg = RunConfig.from_dict(cfg.run_settings(m.layer, m.unit, m.seed))
+            opt = OPTIMIZERS.get(run_cfg.optimizer)(gen.space, seed=m.seed, **run_cfg.optimizer_options)
+            stack.callback(opt.close)
+            run_cfg = replace(run_cfg, batch=run_cfg.batch or min(opt.preferred_batch, run_cfg.budget))
+            own = view(targets[m.layer], cols[m], run_cfg)
+            run_dir = m.run_dir(root)
+            store = stack.enter_context(open_run(run_dir, run_cfg, (run_dir / "config.json").exists(), gen.space.dim,
+                                                describe(gen, own, opt), [], shared={"scan": str(root)}))
+            df = history(store)
+            elapsed = max(elapsed, float(df["elapsed_s"].max()) if len(df) else 0.0)
+            members.append(_Member(m, run_cfg, opt, store, own, cols[m], dict(iter(df.groupby("batch")))))
+        start = time.perf_counter() - elapsed
+        try:
+            _replay_and_run(cfg, members, gen, targets, start, step)
+        except KeyboardInterrupt:
+            done = min(x.store.count() for x in members)
+            raise RunInterrupted(root, done, cfg.budget) from None
+        for x in members:
+            finish(x.m.run_dir(root), x.cfg, gen, x.own, x.store, time.perf_counter() - start)
+
+
+def _replay_and_run(cfg: ScanConfig, members: list[_Member], gen: Generator, targets: dict[str, Target],
+                    start: float, step: Callable[[int], None] | None) -> None:
+    done, n = 0, 0
+    while done < cfg.budget:
+        p = members[n % len(members)]
+        k = min(p.cfg.batch or 1, cfg.budget - done)
+        t0 = time.perf_counter()
+        z = p.opt.ask(k)
+        t1 = time.perf_counter()
+        recorded = [x.rows.get(n) for x in members]
+        whole = [r is not None and len(r) == k for r in recorded]
+        for r in recorded:
+            if r is not None and len(r) and not torch.equal(latents(r, gen.space.dim).to(z.dtype), z[
+                    torch.from_numpy(r["query"].to_numpy() - done)]):
+                raise MangoError(f"cannot resume the shared scan: member {p.m.layer}:{p.m.unit} proposed other "
+                                 f"candidates than recorded in batch {n} (different library versions or settings?)")
+        values = _values(cfg, members, whole, recorded, gen, targets, z, n)
+        now = time.perf_counter()
+        for x, have, v in zip(members, whole, values, strict=True):
+            if not have:
+                resp, val = v
+                zs = z.numpy()
+                x.store.append([(done + j, n, k, float(resp[j]), 0.0, float(val[j]), now - start, now - t1,
+                                 t1 - t0 if x is p else 0.0, *encode_latent(zs[j])) for j in range(k)])
+        for x, (_, val) in zip(members, values, strict=True):
+            if x is p:
+                x.opt.tell(z, val)
+            else:
+                x.opt.inject(z, val)
+        done, n = done + k, n + 1
+        if step is not None:
+            step(k)
+
+
+def _values(cfg: ScanConfig, members: list[_Member], whole: list[bool], recorded: list[pd.DataFrame | None],
+            gen: Generator, targets: dict[str, Target], z: torch.Tensor,
+            n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Each member's (responses, values) of batch ``n``: recorded, or measured (one pass per layer in need)."""
+    need = {x.m.layer for x, have in zip(members, whole, strict=True) if not have}
+    measured: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    if need:
+        images = gen.decode(z)
+        for layer in need:
+            targets[layer].reseed(noise_key(members[0].m.seed, n))
+            measured[layer] = evaluate(targets[layer], images)
+    out = []
+    for x, have, rec in zip(members, whole, recorded, strict=True):
+        if have and rec is not None:
+            r = torch.from_numpy(rec.sort_values("query")["response"].to_numpy(dtype=np.float64))
+            v = torch.from_numpy(rec.sort_values("query")["value"].to_numpy(dtype=np.float64))
+        else:
+            rr, vv = measured[x.m.layer]
+            r, v = rr @ x.col, vv @ x.col
+            # a failed measurement (NaN or inf) is the worst value, as in a run of its own
+            v = torch.where(torch.isfinite(r) & torch.isfinite(v), v, torch.full_like(v, -torch.inf))
+        out.append((r, v))
+    return out
