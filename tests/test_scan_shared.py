@@ -79,3 +79,35 @@ def test_a_member_of_a_shared_scan_continues_only_with_its_scan(reference):
     before = history(member)
     scan(reference, **ARGS)  # rerunning the finished scan measures nothing
     pd.testing.assert_frame_equal(history(member), before)
+
+
+def test_a_shared_scan_of_a_rigs_channels(tmp_path):
+    """The living-network case: `mango scan --model rig:zmq:... --layers ch --shared` against the simulated rig
+    (10 % of answers dropped). Every trial is recorded once, with every channel, in the first unit's store; each
+    unit's history holds the stream's images with its channel's answer (NaN: never answered, left out); and,
+    noise-free, every answer is the network's response to that image."""
+    from test_rig_session import Rig, free_port
+
+    from mango.experiment.store import RunStore
+    from mango.rig.record import unpng
+    from mango.rig.simulate import layer_responses
+
+    address = f"tcp://127.0.0.1:{free_port()}"
+    rig = Rig("zmq", address, tmp_path / "rig.jsonl", "--seed", "3")
+    try:
+        df = scan(tmp_path / "s", model=f"rig:zmq:{address}", layers=["ch"], units="10-13", budget=160,
+                  shared=True, optimizer="ga", timeout=0.3, progress=False)
+    finally:
+        rig.stop()
+    assert df["finished"].all() and len(df) == 4
+    with RunStore.read(tmp_path / "s" / "ch" / "u0010-s0") as store:
+        p = pd.read_sql_query("SELECT p.*, i.png FROM presentations p LEFT JOIN images i ON p.image = i.image",
+                              store.conn)
+    assert p["trial"].is_unique and 140 <= len(p) <= 160  # the budget counts presentations, re-shows included
+    ok = p[p["status"] == "ok"].drop_duplicates("image")
+    want = layer_responses("mnist-snn", "lif2", [unpng(b) for b in ok["png"]])
+    for u in range(10, 14):
+        h = mango.read_history(tmp_path / "s" / "ch" / f"u{u:04d}-s0").set_index("query")
+        got = h.loc[[int(i[1:]) for i in ok["image"]], "response"].to_numpy()
+        assert (got == want[:, u]).all()
+        assert df.loc[df["unit"] == u, "best_response"].iloc[0] == pytest.approx(want[:, u].max())

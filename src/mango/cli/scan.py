@@ -30,6 +30,7 @@ def scan(
     scheduler: Optional[str] = typer.Option(None, help="use the Dask scheduler at ADDRESS (e.g. tcp://host:8786)"),
     objective: Optional[str] = typer.Option(None, help="per unit u, a weighted sum of its layer's units, "
                                             "e.g. 'u - mean(*)' (a selective stimulus)"),
+    timeout: float = typer.Option(D.timeout, help="rig models: seconds of live rig to wait for a block's answers"),
     quiet: bool = typer.Option(False, help="no progress bar"),
 ) -> None:
     """Search the most exciting input of every unit of LAYERS (a rerun skips finished runs, resumes the others)."""
@@ -48,7 +49,7 @@ def scan(
                      budget=budget, seeds=seeds, optimizer=optimizer, optimizer_options=_options(opt),
                      generator=generator, generator_weights=generator_weights, model_weights=model_weights,
                      steps=steps, batch=batch, shared=shared, objective=objective, workers=workers,
-                     scheduler=scheduler, progress=not quiet)
+                     scheduler=scheduler, timeout=timeout, progress=not quiet)
         except KeyboardInterrupt as exc:
             err.print(str(exc) if type(exc).__name__ == "RunInterrupted" else "interrupted", highlight=False)
             err.print("every measured batch is kept; continue with the same command", highlight=False)

@@ -53,11 +53,14 @@ def make_transport(address: str, session: str | None = None) -> Transport:
 
 @dataclass
 class Shown:
-    """What a batch's presentations gave: per candidate mean, spread and number of ok trials."""
+    """What a batch's presentations gave: per candidate mean, spread and number of ok trials (of the objective:
+    the target's channels averaged), and the mean of every channel ``[candidates, channels]`` (NaN rows: never
+    answered; a shared scan reads each unit's channel from it)."""
 
     mean: np.ndarray
     sd: np.ndarray
     ok: np.ndarray
+    channels: np.ndarray
 
 
 class RigTarget(Target):
@@ -212,12 +215,15 @@ class RigTarget(Target):
 
     def _summarize(self, got: dict[int, list[np.ndarray]]) -> Shown:
         mean, sd, ok = (np.full(len(got), np.nan) for _ in range(3))
+        width = max([len(r) for rs in got.values() for r in rs], default=self.transport.channels or max(self.units) + 1)
+        channels = np.full((len(got), width), np.nan)
         for i, rs in got.items():
             ok[i] = len(rs)
             if rs:
                 obj = np.array([r[list(self.units)].mean() for r in rs])
                 mean[i], sd[i] = obj.mean(), obj.std()
-        return Shown(mean, sd, ok)
+                channels[i] = np.mean(np.stack(rs), 0)
+        return Shown(mean, sd, ok, channels)
 
 
 def _uint8(images: torch.Tensor) -> list[np.ndarray]:

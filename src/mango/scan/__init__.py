@@ -42,7 +42,7 @@ def scan(out: str | Path, config: ScanConfig | None = None, *, workers: int | No
     units = resolve_units(cfg)
     if not any(units.values()):
         raise MangoError(f"empty unit set: --units {cfg.units} selects no unit of {', '.join(cfg.layers)}")
-    if cfg.objective:  # every member's objective is checked before anything runs
+    if cfg.objective and not cfg.model.startswith("rig:"):  # every member's objective is checked before anything runs
         from ..targets import make_target
         from ..targets.objective import parse_objective
 

@@ -38,6 +38,8 @@ class ScanConfig:
     objective: str | None = None
     #: the members' readout (default: the layer's own; ``rate+drive``: see :mod:`mango.targets.drive`)
     readout: str | None = None
+    #: rig models: seconds of live rig to wait for a block's answers (as ``mango run --timeout``)
+    timeout: float = 10.0
 
     def validate(self) -> ScanConfig:
         if not self.layers or not all(isinstance(x, str) and x for x in self.layers):
@@ -55,7 +57,7 @@ class ScanConfig:
                 "optimizer": self.optimizer, "optimizer_options": dict(self.optimizer_options),
                 "budget": self.budget, "batch": self.batch, "seed": seed, "model_weights": self.model_weights,
                 "generator_weights": self.generator_weights, "steps": self.steps, "objective": self.objective,
-                "readout": self.readout}
+                "readout": self.readout, "timeout": self.timeout}
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,6 +80,8 @@ def resolve_units(cfg: ScanConfig) -> dict[str, tuple[int, ...]]:
     from ..targets import make_target
     from ..targets.spec import _unit_set
 
+    if cfg.model.startswith("rig:"):
+        return {"ch": _rig_channels(cfg)}
     out = {}
     for layer in cfg.layers:
         every = make_target(cfg.model, f"{layer}:*", cfg.model_weights, steps=cfg.steps)
@@ -92,6 +96,32 @@ def resolve_units(cfg: ScanConfig) -> dict[str, tuple[int, ...]]:
     return out
 
 
+def _rig_channels(cfg: ScanConfig) -> tuple[int, ...]:
+    """A rig's units are its channels (``--layers ch``), all of them recorded from every presentation."""
+    from ..rig.target import make_transport
+    from ..targets.spec import _unit_set
+
+    if cfg.layers != ["ch"]:
+        raise MangoError(f"a rig's units are its channels: give --layers ch, not {','.join(cfg.layers)}")
+    if not cfg.shared:
+        raise MangoError("a scan of a rig's channels is --shared: every presentation records every channel")
+    if cfg.objective:
+        raise MangoError("--objective is not supported with a rig model yet; scan its channels one by one")
+    chosen = _unit_set(cfg.units, f"--units {cfg.units}") if cfg.units != "all" else "all"
+    if chosen == "all":
+        transport = make_transport(cfg.model[4:])
+        try:
+            transport.open()
+            n = transport.channels
+        finally:
+            transport.close()
+        if n is None:
+            raise MangoError(f"the rig at {cfg.model} does not say how many channels it records: give --units "
+                             "A-B or i,j,k")
+        return tuple(range(n))
+    return tuple(chosen)
+
+
 def members(cfg: ScanConfig, units: dict[str, tuple[int, ...]]) -> list[Member]:
     return [Member(layer, u, s) for layer, us in units.items() for u in us for s in range(cfg.seeds)]
 
@@ -102,8 +132,9 @@ def write_manifest(root: Path, cfg: ScanConfig, units: dict[str, tuple[int, ...]
     data = {"settings": cfg.to_dict(), "units": {k: list(v) for k, v in units.items()}}
     if path.exists():
         old = read_manifest(root)
-        mine = {k: v for k, v in data["settings"].items() if k != "budget"}
-        theirs = {k: v for k, v in old["settings"].items() if k != "budget"}
+        free = ("budget", "timeout")  # may change between reruns, as for a run's --resume
+        mine = {k: v for k, v in data["settings"].items() if k not in free}
+        theirs = {k: v for k, v in old["settings"].items() if k not in free}
         diff = [f"{k}: scan has {theirs.get(k)!r}, given {mine.get(k)!r}" for k in mine if mine[k] != theirs.get(k)]
         if diff:
             raise MangoError(f"{root} holds a scan made with other settings ({'; '.join(diff)}): choose another "

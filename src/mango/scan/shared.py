@@ -18,6 +18,7 @@ it was before, so a resumed scan equals an uninterrupted one.
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from contextlib import ExitStack, nullcontext
@@ -58,9 +59,6 @@ class _Member:
 
 def run_shared(cfg: ScanConfig, ms: list[Member], root: Path, progress: bool = True) -> None:
     """Run (or resume) one shared stream of ``cfg.budget`` presentations per seed for all ``ms``."""
-    if cfg.model.startswith("rig:"):
-        raise MangoError("--shared with a rig model is not supported yet: run the rig session with mango run "
-                         "--model rig:... (every channel is recorded) and scan the network units with --shared")
     gen = make_generator(cfg.generator, cfg.generator_weights)
     bar: Any = nullcontext(None)
     if progress:
@@ -81,28 +79,30 @@ def run_shared(cfg: ScanConfig, ms: list[Member], root: Path, progress: bool = T
 def run_stream(cfg: ScanConfig, stream: list[Member], gen: Generator, root: Path,
                step: Callable[[int], None] | None = None) -> None:
     """One seed's stream: every member proposes in turn, every batch is measured for every member."""
-    layers = {layer: [m for m in stream if m.layer == layer] for layer in dict.fromkeys(m.layer for m in stream)}
-    targets, cols = {}, {}
-    for layer, ms in layers.items():
-        targets[layer], c = layer_target(cfg, ms, gen)
-        cols.update(c)
     with ExitStack() as stack:
+        measure = _Measure(cfg, stream, gen, root, stack)
         members, elapsed = [], 0.0
         for m in stream:
             run_cfg = RunConfig.from_dict(cfg.run_settings(m.layer, m.unit, m.seed))
             opt = OPTIMIZERS.get(run_cfg.optimizer)(gen.space, seed=m.seed, **run_cfg.optimizer_options)
             stack.callback(opt.close)
             run_cfg = replace(run_cfg, batch=run_cfg.batch or min(opt.preferred_batch, run_cfg.budget))
-            own = view(targets[m.layer], cols[m], run_cfg)
+            own = measure.own(m, run_cfg)
             run_dir = m.run_dir(root)
             store = stack.enter_context(open_run(run_dir, run_cfg, (run_dir / "config.json").exists(), gen.space.dim,
                                                 describe(gen, own, opt), [], shared={"scan": str(root)}))
             df = history(store)
             elapsed = max(elapsed, float(df["elapsed_s"].max()) if len(df) else 0.0)
-            members.append(_Member(m, run_cfg, opt, store, own, cols[m], dict(iter(df.groupby("batch")))))
+            members.append(_Member(m, run_cfg, opt, store, own, measure.cols.get(m, torch.ones(1)),
+                                   dict(iter(df.groupby("batch")))))
+        if measure.rig is not None:  # the session's trials (every channel) are recorded in the first unit's store
+            from ..rig.record import RigRecord
+
+            measure.record = RigRecord(members[0].store)
+            measure.rig.attach(measure.record)
         start = time.perf_counter() - elapsed
         try:
-            _replay_and_run(cfg, members, gen, targets, start, step)
+            _replay_and_run(cfg, members, gen, measure, start, step)
         except KeyboardInterrupt:
             done = min(x.store.count() for x in members)
             raise RunInterrupted(root, done, cfg.budget) from None
@@ -110,60 +110,97 @@ def run_stream(cfg: ScanConfig, stream: list[Member], gen: Generator, root: Path
             finish(x.m.run_dir(root), x.cfg, gen, x.own, x.store, time.perf_counter() - start)
 
 
-def _replay_and_run(cfg: ScanConfig, members: list[_Member], gen: Generator, targets: dict[str, Target],
-                    start: float, step: Callable[[int], None] | None) -> None:
+class _Measure:
+    """Measures a batch for the members that lack it: one forward pass per layer, or one block of a rig."""
+
+    def __init__(self, cfg: ScanConfig, stream: list[Member], gen: Generator, root: Path, stack: ExitStack) -> None:
+        self.cfg, self.gen, self.seed = cfg, gen, stream[0].seed
+        self.targets: dict[str, Target] = {}
+        self.cols: dict[Member, torch.Tensor] = {}
+        self.rig: Any = None
+        self.record: Any = None
+        if cfg.model.startswith("rig:"):
+            from ..rig.target import RigTarget
+
+            key = hashlib.sha1(str(Path(root).resolve()).encode()).hexdigest()[:12]
+            units = ",".join(str(m.unit) for m in stream)
+            self.rig = RigTarget(cfg.model[4:], f"ch:{units}", gen.image_shape, timeout=cfg.timeout,
+                                 session=f"scan-{key}-s{self.seed}")
+            self.rig.open()
+            stack.callback(self.rig.close)
+            return
+        layers = {layer: [m for m in stream if m.layer == layer] for layer in dict.fromkeys(m.layer for m in stream)}
+        for layer, ms in layers.items():
+            self.targets[layer], c = layer_target(cfg, ms, gen)
+            self.cols.update(c)
+
+    def own(self, m: Member, run_cfg: RunConfig) -> Target:
+        """What a member's run records as its target."""
+        return self.rig if self.rig is not None else view(self.targets[m.layer], self.cols[m], run_cfg)
+
+    def next_k(self, batch: int, done: int) -> int:
+        """Candidates in a new batch: the budget counts queries, or a rig's presentations."""
+        if self.rig is None:
+            return min(batch, self.cfg.budget - done)
+        return min(batch, self.cfg.budget - self.record.presented() - self.rig.references)
+
+    def __call__(self, members: list[_Member], z: torch.Tensor, n: int,
+                 queries: list[int]) -> dict[Member, tuple[torch.Tensor, torch.Tensor]]:
+        """(responses, values) of batch ``n`` for each of ``members``."""
+        if self.rig is not None:
+            shown = self.rig.show(self.gen.pixels(z), [f"q{q:06d}" for q in queries], queries, n, 1, self.cfg.budget)
+            out = {}
+            for x in members:  # NaN: never answered, left out (never told as a value)
+                r = torch.from_numpy(np.ascontiguousarray(shown.channels[:, x.m.unit], dtype=np.float64))
+                out[x.m] = (r, r)
+            return out
+        images, measured = self.gen.decode(z), {}
+        for layer in {x.m.layer for x in members}:
+            self.targets[layer].reseed(noise_key(self.seed, n))
+            measured[layer] = evaluate(self.targets[layer], images)
+        out = {}
+        for x in members:
+            rr, vv = measured[x.m.layer]
+            r, v = rr @ x.col, vv @ x.col
+            # a failed measurement (NaN or inf) is the worst value, as in a run of its own
+            out[x.m] = (r, torch.where(torch.isfinite(r) & torch.isfinite(v), v, torch.full_like(v, -torch.inf)))
+        return out
+
+
+def _replay_and_run(cfg: ScanConfig, members: list[_Member], gen: Generator, measure: _Measure, start: float,
+                    step: Callable[[int], None] | None) -> None:
     done, n = 0, 0
-    while done < cfg.budget:
+    while True:
         p = members[n % len(members)]
-        k = min(p.cfg.batch or 1, cfg.budget - done)
+        recorded = [x.rows.get(n) for x in members]
+        asked = next((int(r["asked"].iloc[0]) for r in recorded if r is not None and len(r)), None)
+        k = asked if asked is not None else measure.next_k(p.cfg.batch or 1, done)
+        if k <= 0:
+            return
         t0 = time.perf_counter()
         z = p.opt.ask(k)
         t1 = time.perf_counter()
-        recorded = [x.rows.get(n) for x in members]
-        whole = [r is not None and len(r) == k for r in recorded]
         for r in recorded:
             if r is not None and len(r) and not torch.equal(latents(r, gen.space.dim).to(z.dtype), z[
                     torch.from_numpy(r["query"].to_numpy() - done)]):
                 raise MangoError(f"cannot resume the shared scan: member {p.m.layer}:{p.m.unit} proposed other "
                                  f"candidates than recorded in batch {n} (different library versions or settings?)")
-        values = _values(cfg, members, whole, recorded, gen, targets, z, n)
+        lacking = [x for x, r in zip(members, recorded, strict=True) if r is None or len(r) != k]
+        new = measure(lacking, z, n, list(range(done, done + k))) if lacking else {}
         now = time.perf_counter()
-        for x, have, v in zip(members, whole, values, strict=True):
-            if not have:
-                resp, val = v
-                zs = z.numpy()
+        zs = z.numpy()
+        for x, rec in zip(members, recorded, strict=True):
+            if x.m in new:
+                resp, val = new[x.m]
                 x.store.append([(done + j, n, k, float(resp[j]), 0.0, float(val[j]), now - start, now - t1,
                                  t1 - t0 if x is p else 0.0, *encode_latent(zs[j])) for j in range(k)])
-        for x, (_, val) in zip(members, values, strict=True):
+            else:
+                assert rec is not None
+                val = torch.from_numpy(rec.sort_values("query")["value"].to_numpy(dtype=np.float64))
             if x is p:
-                x.opt.tell(z, val)
+                x.opt.tell(z, val, missing=val.isnan())
             else:
                 x.opt.inject(z, val)
         done, n = done + k, n + 1
         if step is not None:
             step(k)
-
-
-def _values(cfg: ScanConfig, members: list[_Member], whole: list[bool], recorded: list[pd.DataFrame | None],
-            gen: Generator, targets: dict[str, Target], z: torch.Tensor,
-            n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Each member's (responses, values) of batch ``n``: recorded, or measured (one pass per layer in need)."""
-    need = {x.m.layer for x, have in zip(members, whole, strict=True) if not have}
-    measured: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-    if need:
-        images = gen.decode(z)
-        for layer in need:
-            targets[layer].reseed(noise_key(members[0].m.seed, n))
-            measured[layer] = evaluate(targets[layer], images)
-    out = []
-    for x, have, rec in zip(members, whole, recorded, strict=True):
-        if have and rec is not None:
-            r = torch.from_numpy(rec.sort_values("query")["response"].to_numpy(dtype=np.float64))
-            v = torch.from_numpy(rec.sort_values("query")["value"].to_numpy(dtype=np.float64))
-        else:
-            rr, vv = measured[x.m.layer]
-            r, v = rr @ x.col, vv @ x.col
-            # a failed measurement (NaN or inf) is the worst value, as in a run of its own
-            v = torch.where(torch.isfinite(r) & torch.isfinite(v), v, torch.full_like(v, -torch.inf))
-        out.append((r, v))
-    return out
