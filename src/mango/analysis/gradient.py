@@ -105,6 +105,10 @@ def gradient_meis(generator: str | Generator, model: str | nn.Module, spec: str,
             and isinstance(check, int) and check >= 1):
         raise MangoError(f"gradient_mei needs steps >= 0, restarts >= 1 and check >= 1, got steps={steps!r}, "
                          f"restarts={restarts!r}, check={check!r}")
+    pool = 16 * restarts if pool is None else pool
+    if not (isinstance(pool, int) and pool >= restarts and temperature > 0):
+        raise MangoError(f"gradient_mei needs pool >= restarts (the starts are the best of the pool) and "
+                         f"temperature > 0, got pool={pool!r}, restarts={restarts!r}, temperature={temperature!r}")
     latent = _Latent.of(gen)
     convert = adapter(gen.image_space, exact.input_space, f"generator {gen.name!r}", f"target {name!r}")
     units = exact.units
@@ -119,7 +123,7 @@ def gradient_meis(generator: str | Generator, model: str | nn.Module, spec: str,
         return exact.evaluate(convert(x) if convert is not None else x)
 
     # starts: the best `restarts` of a random pool for each unit, by the drive value
-    candidates = latent.random(pool or 16 * restarts, rng)
+    candidates = latent.random(pool, rng)
     _, v = torch.cat([torch.stack(measure(c)) for c in candidates.split(64)], 1).unbind(0)
     starts = v.argsort(dim=0, descending=True, stable=True)[:restarts].T.reshape(-1)  # [U * R], unit-major
     params = latent.params(candidates[starts])

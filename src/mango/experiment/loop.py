@@ -42,6 +42,9 @@ def build_components(cfg: RunConfig, generator: Generator | None = None, target:
 
         target = RigTarget(cfg.model[4:], cfg.target, gen.image_shape, timeout=cfg.timeout, reshows=cfg.reshows,
                            references=cfg.references, session=session)
+    if target is not None and cfg.readout is not None and not is_rig(target):
+        raise MangoError(f"readout {cfg.readout!r} applies to a named model; a target object reads out what it was "
+                         "built with: pass readout= to make_target (or TorchTarget) instead")
     tgt = target or (objective_target(cfg) if cfg.objective else
                      make_target(cfg.model, cfg.target, cfg.model_weights, cfg.readout, cfg.noise, cfg.steps))
     if is_rig(tgt):

@@ -1,4 +1,13 @@
-"""Prototype: (1+lambda) EA over categorical codes with structured mutations."""
+"""``codes``: a (1+lambda) evolutionary search over categorical codes, with mutations shaped by the code grid.
+
+A categorical latent (the VQ-VAE's 8x8 grid of 512 codebook indices) has no order between its values: a
+continuous or grid optimizer's notion of "nearby" (index 17 is close to 18) means nothing there, and a
+uniform random code is as good a step as any other. What *is* structured is the grid: neighbouring cells
+make neighbouring image regions, and images are made of regions of repeated texture. :class:`CodeSearch`
+keeps one parent (the best candidate so far) and proposes mutations of it that respect that structure:
+a few scattered cells, a rectangle filled with one code, or a patch of the parent tiled over the grid.
+It searches any space through its indices (a bounded grid space too, treating the indices as categories).
+"""
 from __future__ import annotations
 
 import math
@@ -13,13 +22,41 @@ from .options import register
 
 
 def heavy_tail(n: int, beta: float) -> np.ndarray:
+    """Probabilities of 1..n proportional to ``k^-beta``: mostly small changes, now and then a large one."""
     k = np.arange(1, n + 1, dtype=np.float64)
     p = k ** -beta
     return p / p.sum()
 
 
 class CodeSearch(Optimizer):
-    """(1+lambda) evolutionary search over codes."""
+    """(1+lambda) evolutionary search over categorical codes laid out on a grid (``side x side`` when ``dim``
+    is a square, else one row).
+
+    **Start.** The first ``start`` candidates are *flat* images (every cell the same code, distinct codes in a
+    seeded order; ``flat_start=False``: uniform random codes): one texture each, a cheap survey of what the
+    codebook's entries do to the unit.
+
+    **Parent.** The best candidate told so far (``ties=True``: a later one of equal value replaces it, so
+    the search drifts across plateaus such as a silent unit's zeros instead of stalling). NaN (never
+    measured) is ignored; failed measurements (-inf) lose to everything.
+
+    **Mutations** of the parent, one per candidate, chosen with weights ``point``, ``block``, ``tile``:
+
+    * point: ``k`` random cells get a new code, ``k`` heavy-tailed (``P(k) ~ k^-beta``);
+    * block: an ``h x w`` rectangle (heavy-tailed sides) is filled with one new code;
+    * tile: a patch of the parent (at most half the grid each way) is repeated over the whole grid.
+
+    A new code is, with probability ``reuse``, one already in the parent (regions of the image extend, as
+    textures do), else uniform over the codebook. A candidate asked before is re-drawn (up to 20 times), so
+    a budget is not spent on images already measured.
+
+    **Foreign candidates** (:meth:`inject`, another unit's images in a shared scan): the best becomes the
+    parent when it beats the current one, and the next asks are its mutations (an adoption ends the flat
+    start: there is already a better place to start from than an untried texture).
+
+    Every ask of a batch mutates the same parent (the (1+lambda) scheme: lambda = the batch); ``batch`` is
+    the preferred batch, 1 by default (a (1+1) EA: each tell can move the parent).
+    """
 
     def __init__(self, space: LatentSpace, seed: int = 0, batch: int = 1, start: int = 8, point: float = 1.0,
                  block: float = 1.0, tile: float = 0.5, reuse: float = 0.5, beta: float = 1.5, ties: bool = True,
@@ -27,6 +64,11 @@ class CodeSearch(Optimizer):
         super().__init__(space, seed)
         if batch < 1 or start < 1:
             raise MangoError(f"codes needs batch >= 1 and start >= 1, got batch={batch}, start={start}")
+        if min(point, block, tile) < 0 or point + block + tile <= 0:
+            raise MangoError(f"codes needs mutation weights point, block, tile >= 0 with a positive sum, got "
+                             f"point={point}, block={block}, tile={tile}")
+        if not 0 <= reuse <= 1 or beta < 0:
+            raise MangoError(f"codes needs 0 <= reuse <= 1 and beta >= 0, got reuse={reuse}, beta={beta}")
         self.preferred_batch = int(batch)
         self.start, self.reuse, self.beta, self.ties, self.flat_start = int(start), float(reuse), float(beta), \
             bool(ties), bool(flat_start)
@@ -43,7 +85,13 @@ class CodeSearch(Optimizer):
         self.value = -math.inf
         self.seen: set[bytes] = set()
         self.asked = 0
+        self.surveying = True  # the flat start: until ``start`` are asked, or a foreign candidate is adopted
         self._start_codes = self.rng.permutation(space.size)
+
+    def hyperparameters(self) -> dict:
+        point, block, tile = (float(w) for w in self.weights)
+        return {"batch": self.preferred_batch, "start": self.start, "point": point, "block": block, "tile": tile,
+                "reuse": self.reuse, "beta": self.beta, "ties": self.ties, "flat_start": self.flat_start}
 
     def _new_code(self, parent: np.ndarray) -> int:
         if self.rng.random() < self.reuse:
@@ -79,7 +127,8 @@ class CodeSearch(Optimizer):
     def _ask(self, k: int) -> torch.Tensor:
         out = []
         for _ in range(k):
-            if self.asked < self.start or self.parent is None:
+            self.surveying = self.surveying and self.asked < self.start
+            if self.surveying or self.parent is None:
                 if self.flat_start:
                     z = np.full(self.space.dim, self._start_codes[self.asked % self.space.size], dtype=np.int64)
                 else:
@@ -102,4 +151,26 @@ class CodeSearch(Optimizer):
                 self.parent, self.value = z.astype(np.int64).copy(), v
 
 
-register("codes", CodeSearch, "prototype")
+    def _inject(self, candidates: torch.Tensor, values: torch.Tensor) -> None:
+        """The best foreign candidate becomes the parent if it beats the current one (strictly: a tie keeps
+        this search's own parent); every foreign candidate counts as seen, so it is not asked again."""
+        z = self._indices(candidates)
+        for row in z:
+            self.seen.add(row.tobytes())
+        i = int(np.argmax(values.numpy()))  # the first of equal best values
+        v = float(values[i])
+        if self.parent is None or v > self.value:
+            self.parent, self.value, self.surveying = z[i].copy(), v, False
+
+    def _indices(self, candidates: torch.Tensor) -> np.ndarray:
+        """Candidates as int64 indices ``[n, dim]``: codes as they are; float points of a bounded space (a
+        continuous method's) at their nearest grid index."""
+        if not torch.is_floating_point(candidates):
+            return candidates.numpy().astype(np.int64)
+        lo, hi = self.space.bounds or (0.0, float(self.space.size - 1))
+        idx = ((candidates.double() - lo) / (hi - lo) * (self.space.size - 1)).round()
+        return idx.clamp(0, self.space.size - 1).numpy().astype(np.int64)
+
+
+register("codes", CodeSearch, "(1+lambda) EA over categorical codes (VQ-VAE grids): flat-texture start, then point, "
+         "block and tile mutations of the best so far; searches the discrete codes.")
