@@ -110,12 +110,7 @@ class Optimizer(ABC):
         ``_tell`` receives NaN for them and each method drops them (see its docstring).
         """
         self._check_open()
-        candidates = torch.as_tensor(candidates)
-        if candidates.ndim != 2 or candidates.shape[1] != self.space.dim:
-            raise MangoError(f"tell needs candidates of shape [n, {self.space.dim}], got {list(candidates.shape)}")
-        v = _as_values(values)
-        if len(v) != len(candidates):
-            raise MangoError(f"tell got {len(v)} values for {len(candidates)} candidates; give one value per candidate")
+        candidates, v = self._pairs("tell", candidates, values)
         if len(v) > self._outstanding:
             raise MangoError(f"tell got {len(v)} values but only {self._outstanding} asked candidates await one")
         if len(v) == 0:
@@ -143,16 +138,22 @@ class Optimizer(ABC):
         if self._outstanding:
             raise MangoError(f"inject while {self._outstanding} asked candidates await their values; "
                              "tell them first")
-        candidates = torch.as_tensor(candidates)
-        if candidates.ndim != 2 or candidates.shape[1] != self.space.dim:
-            raise MangoError(f"inject needs candidates of shape [n, {self.space.dim}], got {list(candidates.shape)}")
-        v = _as_values(values)
-        if len(v) != len(candidates):
-            raise MangoError(f"inject got {len(v)} values for {len(candidates)} candidates")
+        candidates, v = self._pairs("inject", candidates, values)
         keep = torch.isfinite(v)
         if bool(keep.any()):
             with one_thread():
                 self._inject(candidates[keep], v[keep])
+
+    def _pairs(self, doing: str, candidates: Any, values: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Candidates ``[n, dim]`` and one float64 value each, checked (one line naming what is wrong)."""
+        candidates = torch.as_tensor(candidates)
+        if candidates.ndim != 2 or candidates.shape[1] != self.space.dim:
+            raise MangoError(f"{doing} needs candidates of shape [n, {self.space.dim}], got {list(candidates.shape)}")
+        v = _as_values(values)
+        if len(v) != len(candidates):
+            raise MangoError(f"{doing} got {len(v)} values for {len(candidates)} candidates; give one value per "
+                             "candidate")
+        return candidates, v
 
     @final
     def close(self) -> None:
