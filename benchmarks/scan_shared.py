@@ -34,9 +34,9 @@ TOTALS = (250, 500, 1000, 2000, 3000, 5000, 10000, 20000)
 @contextmanager
 def no_injection():
     """Every optimizer ignores foreign images (the base class's ``_inject``)."""
-    from mango.optimizers import cma, genetic
+    from mango.optimizers import cma, discrete, genetic
 
-    saved = {c: c._inject for c in (cma.CMAES, cma.OnePlusOne, genetic.Genetic)}
+    saved = {c: c._inject for c in (cma.CMAES, cma.OnePlusOne, genetic.Genetic, discrete.CodeSearch)}
     for c in saved:
         c._inject = Optimizer._inject
     try:

@@ -33,10 +33,16 @@ def mango_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "mango.cli", *map(str, args)]
 
 
+def _default_sigint() -> None:
+    """A process started in the background by a non-interactive shell inherits SIGINT ignored, and Python
+    then installs no KeyboardInterrupt handler; MANGO run from a terminal has the default, so test that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(run_dir: Path, *extra: str) -> subprocess.Popen:
     resume = ["--resume"] if (run_dir / "config.json").exists() else []
     return subprocess.Popen(mango_cmd("run", *ARGS, "--out", run_dir, *resume, *extra), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
 
 
 def stored(run_dir: Path) -> pd.DataFrame:
