@@ -94,6 +94,10 @@ def test_a_contrast_objective_finds_a_selective_stimulus(tmp_path):
     (["--units", "5-3"], "empty unit set '--units 5-3'"),
     (["--objective", "u - u77"], "names unit 77, but the layer has 32 units"),
     (["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "not both"),
+    (["--shared", "--workers", "2"], "--shared runs each seed's one stream of presentations in this process"),
+    (["--model", "rig:zmq:tcp://127.0.0.1:1", "--layers", "lif2", "--shared"], "a rig's units are its channels"),
+    (["--model", "rig:zmq:tcp://127.0.0.1:1", "--layers", "ch", "--units", "0-3"], "a scan of a rig's channels is "
+                                                                                    "--shared"),
 ])
 def test_bad_scan_input_is_one_line(tmp_path, args, needle):
     res = runner.invoke(app, ["scan", "--layers", "lif2", "--budget", "16", "--out", str(tmp_path / "s"), *args])

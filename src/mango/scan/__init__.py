@@ -39,6 +39,9 @@ def scan(out: str | Path, config: ScanConfig | None = None, *, workers: int | No
     if unknown:
         raise MangoError(f"unknown scan settings {unknown}; allowed: {', '.join(ScanConfig().to_dict())}")
     cfg = ScanConfig(**{**base, **{k: v for k, v in settings.items() if v is not None}}).validate()
+    if cfg.shared and (workers or scheduler):
+        raise MangoError("--shared runs each seed's one stream of presentations in this process: leave out "
+                         "--workers/--scheduler (they spread independent searches)")
     units = resolve_units(cfg)
     if not any(units.values()):
         raise MangoError(f"empty unit set: --units {cfg.units} selects no unit of {', '.join(cfg.layers)}")
