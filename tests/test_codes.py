@@ -12,7 +12,6 @@ import pytest
 import torch
 
 import mango
-import mango.optimizers.discrete  # noqa: F401  (registers "codes": not imported by mango.optimizers, see below)
 from mango import MangoError
 from mango.generators.base import Generator
 from mango.optimizers import OPTIMIZERS
@@ -45,6 +44,24 @@ def test_registered_with_a_description():
     assert "codes" in OPTIMIZERS
     doc = OPTIMIZERS.describe()["codes"]
     assert "prototype" not in doc.lower() and "categorical codes" in doc
+
+
+def test_the_default_optimizer_is_chosen_by_the_kind_of_latent(tmp_path, patches):
+    """``optimizer=auto`` (the default): codes for a categorical latent, sepcma for a continuous one; the run
+    records the method chosen (config, result, the store's events), and resumes with it."""
+    from mango.experiment.store import RunStore
+
+    cat = mango.run(generator=patches, target=TARGET, budget=40, out=tmp_path / "cat", progress=False)
+    box = mango.run(target=TARGET, budget=40, out=tmp_path / "box", progress=False)
+    assert cat.config.optimizer == "codes" and box.config.optimizer == "sepcma"
+    with RunStore.read(tmp_path / "cat") as store:
+        assert "optimizer codes (auto: the latent is categorical (49 codes of 32)" in " ".join(store.events()["text"])
+    longer = mango.run(generator=patches, target=TARGET, budget=80, out=tmp_path / "cat", resume=True,
+                       progress=False)
+    alone = mango.run(generator=patches, target=TARGET, optimizer="codes", budget=80, out=tmp_path / "codes",
+                      progress=False)
+    assert longer.config.optimizer == "codes"
+    assert longer.history["response"].tolist() == alone.history["response"].tolist()
 
 
 def test_beats_random_search_at_equal_budget(tmp_path, patches):

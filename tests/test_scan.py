@@ -105,7 +105,7 @@ def test_bad_scan_input_is_one_line(tmp_path, args, needle):
 
 
 def test_a_scan_folder_made_with_other_settings_is_refused(reference):
-    with pytest.raises(MangoError, match=r"holds a scan made with other settings \(optimizer: scan has 'sepcma', "
+    with pytest.raises(MangoError, match=r"holds a scan made with other settings \(optimizer: scan has 'auto', "
                                          r"given 'ga'\)"):
         scan(reference, **{**ARGS, "optimizer": "ga"})
     with pytest.raises(MangoError, match="not a MANGO scan folder"):

@@ -21,6 +21,7 @@ from ..errors import MangoError
 from ..generators import Generator, make_generator
 from ..imagespace import adapter
 from ..optimizers import OPTIMIZERS, Optimizer
+from ..optimizers.auto import AUTO, choose, resolve
 from ..targets import Target, make_target
 from ..targets.base import AdaptedTarget
 from .config import SETTINGS, RunConfig
@@ -53,7 +54,7 @@ def build_components(cfg: RunConfig, generator: Generator | None = None, target:
                                                  f"target {tgt.name!r}")
     if convert is not None:
         tgt = AdaptedTarget(tgt, convert, gen.image_space)
-    factory = OPTIMIZERS.get(cfg.optimizer)
+    factory = OPTIMIZERS.get(resolve(cfg.optimizer, gen.space))
     try:
         opt = factory(gen.space, seed=cfg.seed, **cfg.optimizer_options)
     except MangoError:
@@ -142,12 +143,20 @@ def run(config: RunConfig | None = None, *, out: str | Path | None = None, resum
     run_dir, notes = _run_dir(out, cfg), list[str]()
     session = hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:12]
     gen, tgt, opt = build_components(cfg, gen_obj, tgt_obj, session)
+    chosen = ""
+    if cfg.optimizer == AUTO:  # recorded as the method that runs: config.json, result and resume name it
+        name, why = choose(gen.space)
+        cfg, chosen = replace(cfg, optimizer=name), f"optimizer {name} (auto: {why})"
+        if progress:
+            log.warning(chosen)
     try:
         if cfg.batch is None:
             cfg = replace(cfg, batch=min(opt.preferred_batch, cfg.budget))
         with open_run(run_dir, cfg, resume, gen.space.dim, describe(gen, tgt, opt), notes) as store:
             for note in notes:
                 log.warning(note)
+            if chosen:
+                store.log("optimizer", chosen)
             loop = Loop(cfg, gen, tgt, opt, store, run_dir)
             loop.search(progress)
             try:

@@ -27,6 +27,7 @@ from ..experiment.session import open_run
 from ..generators import Generator, make_generator
 from ..imagespace import adapter
 from ..optimizers import OPTIMIZERS
+from ..optimizers.auto import resolve
 from ..targets import Target, make_target
 from ..targets.base import AdaptedTarget
 from ..targets.objective import WeightedTarget, parse_objective
@@ -71,6 +72,7 @@ def run_group(cfg: ScanConfig, group: list[Member], root: Path, step: Callable[[
         loops: list[tuple[Member, Loop, RunConfig]] = []
         for m in todo:
             run_cfg = RunConfig.from_dict(cfg.run_settings(m.layer, m.unit, m.seed))
+            run_cfg = replace(run_cfg, optimizer=resolve(run_cfg.optimizer, gen.space))
             opt = OPTIMIZERS.get(run_cfg.optimizer)(gen.space, seed=m.seed, **run_cfg.optimizer_options)
             stack.callback(opt.close)
             run_cfg = replace(run_cfg, batch=run_cfg.batch or min(opt.preferred_batch, run_cfg.budget))

@@ -25,7 +25,8 @@ class ScanConfig:
     units: str = "all"
     budget: int = 3000
     seeds: int = 1
-    optimizer: str = "sepcma"
+    #: ``auto``: as for a run (:mod:`mango.optimizers.auto`)
+    optimizer: str = "auto"
     optimizer_options: dict = field(default_factory=dict)
     generator: str = "mnist-sngan"
     generator_weights: str | None = None

@@ -41,6 +41,7 @@ from ..experiment.session import open_run
 from ..experiment.store import RunStore, encode_latent
 from ..generators import Generator, make_generator
 from ..optimizers import OPTIMIZERS, Optimizer
+from ..optimizers.auto import resolve
 from ..targets import Target
 from .group import finished, layer_target, view
 from .plan import Member, ScanConfig
@@ -84,6 +85,7 @@ def run_stream(cfg: ScanConfig, stream: list[Member], gen: Generator, root: Path
         members, elapsed = [], 0.0
         for m in stream:
             run_cfg = RunConfig.from_dict(cfg.run_settings(m.layer, m.unit, m.seed))
+            run_cfg = replace(run_cfg, optimizer=resolve(run_cfg.optimizer, gen.space))
             opt = OPTIMIZERS.get(run_cfg.optimizer)(gen.space, seed=m.seed, **run_cfg.optimizer_options)
             stack.callback(opt.close)
             run_cfg = replace(run_cfg, batch=run_cfg.batch or min(opt.preferred_batch, run_cfg.budget))
