@@ -171,3 +171,18 @@ def test_settings_are_recorded(patches):
     desc = OPTIMIZERS.create("codes", patches.space, seed=0, batch=5, tile=0.0).describe()
     assert desc["class"] == "CodeSearch" and desc["preferred_batch"] == 5 and desc["tile"] == 0.0
     assert desc["space"] == "codes 32^49"
+
+
+def test_a_noisy_target_gets_the_ga_and_its_best_mean_reported(tmp_path):
+    """``auto`` with injected noise: the GA, and the 5 best re-measured at the end (no flag needed); the
+    reported response is the best re-measured mean, not the luckiest single trial."""
+    res = mango.run(target=TARGET, noise="poisson", budget=60, out=tmp_path / "n", progress=False)
+    assert res.config.optimizer == "ga" and res.config.remeasure == 5
+    rm = res.summary()["remeasured"]
+    assert rm is not None and rm["n"] == 5
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "n" / "remeasured.csv")
+    assert res.best_response == pytest.approx(table["mean"].max())
+    quiet = mango.run(target=TARGET, noise="poisson", budget=60, remeasure=0, out=tmp_path / "q", progress=False)
+    assert quiet.config.remeasure == 0 and quiet.summary()["remeasured"] is None  # a setting given is kept

@@ -21,7 +21,7 @@ from ..errors import MangoError
 from ..generators import Generator, make_generator
 from ..imagespace import adapter
 from ..optimizers import OPTIMIZERS, Optimizer
-from ..optimizers.auto import AUTO, choose, resolve
+from ..optimizers.auto import AUTO, REMEASURE, choose, resolve
 from ..targets import Target, make_target
 from ..targets.base import AdaptedTarget
 from .config import SETTINGS, RunConfig
@@ -54,7 +54,7 @@ def build_components(cfg: RunConfig, generator: Generator | None = None, target:
                                                  f"target {tgt.name!r}")
     if convert is not None:
         tgt = AdaptedTarget(tgt, convert, gen.image_space)
-    factory = OPTIMIZERS.get(resolve(cfg.optimizer, gen.space))
+    factory = OPTIMIZERS.get(resolve(cfg.optimizer, gen.space, noisy(cfg, tgt)))
     try:
         opt = factory(gen.space, seed=cfg.seed, **cfg.optimizer_options)
     except MangoError:
@@ -62,6 +62,11 @@ def build_components(cfg: RunConfig, generator: Generator | None = None, target:
     except (TypeError, ValueError) as exc:  # unknown option name, or a value of the wrong type
         raise MangoError(f"bad options {cfg.optimizer_options} for optimizer {cfg.optimizer!r}: {exc}") from None
     return gen, tgt, opt
+
+
+def noisy(cfg: RunConfig, tgt: Target | None = None) -> bool:
+    """A target whose responses vary from trial to trial: injected noise, or a rig (a living neuron)."""
+    return cfg.noise is not None or cfg.model.startswith("rig:") or (tgt is not None and is_rig(tgt))
 
 
 def objective_target(cfg: RunConfig) -> Target:
@@ -139,24 +144,32 @@ def run(config: RunConfig | None = None, *, out: str | Path | None = None, resum
              "generator": gen_obj.name if gen_obj else generator,
              "model": tgt_obj.name if tgt_obj else settings.get("model"),
              "target": str(getattr(tgt_obj, "spec", None) or tgt_obj.name) if tgt_obj else target}
-    cfg = resolve_config({k: v for k, v in given.items() if v is not None}, out, resume)
+    given = {k: v for k, v in given.items() if v is not None}
+    cfg = resolve_config(given, out, resume)
     run_dir, notes = _run_dir(out, cfg), list[str]()
     session = hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:12]
     gen, tgt, opt = build_components(cfg, gen_obj, tgt_obj, session)
-    chosen = ""
+    chosen = []
     if cfg.optimizer == AUTO:  # recorded as the method that runs: config.json, result and resume name it
-        name, why = choose(gen.space)
-        cfg, chosen = replace(cfg, optimizer=name), f"optimizer {name} (auto: {why})"
-        if progress:
-            log.warning(chosen)
+        name, why = choose(gen.space, noisy(cfg, tgt))
+        cfg = replace(cfg, optimizer=name)
+        chosen.append(f"optimizer {name} (auto: {why})")
+    # injected noise only: a rig's budget counts presentations, and re-measuring would show images beyond it
+    if not resume and "remeasure" not in given and cfg.noise is not None:
+        cfg = replace(cfg, remeasure=REMEASURE)
+        chosen.append(f"remeasure {REMEASURE} (auto: a noisy target; the reported MEI is the best mean of the 5 "
+                      "best re-measured)")
+    if progress:
+        for line in chosen:
+            log.warning(line)
     try:
         if cfg.batch is None:
             cfg = replace(cfg, batch=min(opt.preferred_batch, cfg.budget))
         with open_run(run_dir, cfg, resume, gen.space.dim, describe(gen, tgt, opt), notes) as store:
             for note in notes:
                 log.warning(note)
-            if chosen:
-                store.log("optimizer", chosen)
+            for line in chosen:
+                store.log("auto", line)
             loop = Loop(cfg, gen, tgt, opt, store, run_dir)
             loop.search(progress)
             try:

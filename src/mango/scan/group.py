@@ -19,7 +19,7 @@ import torch
 
 from ..experiment.config import RunConfig
 from ..experiment.finish import finish
-from ..experiment.loop import RunInterrupted, describe
+from ..experiment.loop import RunInterrupted, describe, noisy
 from ..experiment.measure import evaluate, noise_key, responses
 from ..experiment.result import RESULT_NAME, load_run
 from ..experiment.search import Loop, Request
@@ -72,7 +72,7 @@ def run_group(cfg: ScanConfig, group: list[Member], root: Path, step: Callable[[
         loops: list[tuple[Member, Loop, RunConfig]] = []
         for m in todo:
             run_cfg = RunConfig.from_dict(cfg.run_settings(m.layer, m.unit, m.seed))
-            run_cfg = replace(run_cfg, optimizer=resolve(run_cfg.optimizer, gen.space))
+            run_cfg = replace(run_cfg, optimizer=resolve(run_cfg.optimizer, gen.space, noisy(run_cfg)))
             opt = OPTIMIZERS.get(run_cfg.optimizer)(gen.space, seed=m.seed, **run_cfg.optimizer_options)
             stack.callback(opt.close)
             run_cfg = replace(run_cfg, batch=run_cfg.batch or min(opt.preferred_batch, run_cfg.budget))

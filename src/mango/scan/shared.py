@@ -34,7 +34,7 @@ from ..errors import MangoError
 from ..experiment.config import RunConfig
 from ..experiment.finish import finish
 from ..experiment.history import latents
-from ..experiment.loop import RunInterrupted, describe
+from ..experiment.loop import RunInterrupted, describe, noisy
 from ..experiment.measure import evaluate, noise_key
 from ..experiment.search import history
 from ..experiment.session import open_run
@@ -85,7 +85,7 @@ def run_stream(cfg: ScanConfig, stream: list[Member], gen: Generator, root: Path
         members, elapsed = [], 0.0
         for m in stream:
             run_cfg = RunConfig.from_dict(cfg.run_settings(m.layer, m.unit, m.seed))
-            run_cfg = replace(run_cfg, optimizer=resolve(run_cfg.optimizer, gen.space))
+            run_cfg = replace(run_cfg, optimizer=resolve(run_cfg.optimizer, gen.space, noisy(run_cfg)))
             opt = OPTIMIZERS.get(run_cfg.optimizer)(gen.space, seed=m.seed, **run_cfg.optimizer_options)
             stack.callback(opt.close)
             run_cfg = replace(run_cfg, batch=run_cfg.batch or min(opt.preferred_batch, run_cfg.budget))
