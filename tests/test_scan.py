@@ -104,6 +104,16 @@ def test_bad_scan_input_is_one_line(tmp_path, args, needle):
     assert res.exit_code == 2 and needle in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.output
 
 
+def test_a_bad_optimizer_option_fails_before_the_scan_folder_is_tied_to_it(tmp_path):
+    out = tmp_path / "s"
+    res = runner.invoke(app, ["scan", "--layers", "lif2", "--units", "0-1", "--budget", "20", "--opt", "bogus=1",
+                              "--out", str(out)])
+    assert res.exit_code == 2 and "unknown option 'bogus' for optimizer 'sepcma'" in res.stderr
+    assert not (out / "scan.json").exists()  # the corrected command is not refused as "other settings"
+    res = runner.invoke(app, ["scan", "--layers", "lif2", "--units", "0-1", "--budget", "20", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+
+
 def test_a_scan_folder_made_with_other_settings_is_refused(reference):
     with pytest.raises(MangoError, match=r"holds a scan made with other settings \(optimizer: scan has 'auto', "
                                          r"given 'ga'\)"):

@@ -53,6 +53,7 @@ def scan(out: str | Path, config: ScanConfig | None = None, *, workers: int | No
             n = len(make_target(cfg.model, f"{layer}:*", cfg.model_weights, steps=cfg.steps).units or ())
             for u in us:
                 parse_objective(cfg.objective, n, u)
+    _check_optimizer(cfg, units)  # before scan.json is written: a typo must not tie the folder to it
     root = Path(out)
     if root.exists() and not root.is_dir():
         raise MangoError(f"--out {root} is a file, not a folder")
@@ -69,6 +70,17 @@ def scan(out: str | Path, config: ScanConfig | None = None, *, workers: int | No
     else:
         _run_local(cfg, groups(cfg, ms), root, progress)
     return load_scan(root)
+
+
+def _check_optimizer(cfg: ScanConfig, units: dict[str, tuple[int, ...]]) -> None:
+    """The members' optimizer and its options, checked once (an unknown name or option: one line)."""
+    from ..generators import make_generator
+    from .group import member_optimizer
+
+    layer = next(layer for layer, us in units.items() if us)
+    _, opt = member_optimizer(cfg, Member(layer, units[layer][0], 0), make_generator(cfg.generator,
+                                                                                   cfg.generator_weights))
+    opt.close()
 
 
 def _run_local(cfg: ScanConfig, gs: list[list[Member]], root: Path, progress: bool) -> None:

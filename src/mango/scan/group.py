@@ -13,6 +13,7 @@ from collections.abc import Callable
 from collections.abc import Generator as Coroutine
 from contextlib import ExitStack
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -24,9 +25,10 @@ from ..experiment.measure import evaluate, noise_key, responses
 from ..experiment.result import RESULT_NAME, load_run
 from ..experiment.search import Loop, Request
 from ..experiment.session import open_run
+from ..experiment.store import RunStore
 from ..generators import Generator, make_generator
 from ..imagespace import adapter
-from ..optimizers import OPTIMIZERS
+from ..optimizers import OPTIMIZERS, Optimizer
 from ..optimizers.auto import resolve
 from ..targets import Target, TorchTarget, make_target
 from ..targets.base import AdaptedTarget
@@ -71,16 +73,8 @@ def run_group(cfg: ScanConfig, group: list[Member], root: Path, step: Callable[[
     with ExitStack() as stack:
         loops: list[tuple[Member, Loop, RunConfig]] = []
         for m in todo:
-            run_cfg = RunConfig.from_dict(cfg.run_settings(m.layer, m.unit, m.seed))
-            run_cfg = replace(run_cfg, optimizer=resolve(run_cfg.optimizer, gen.space, noisy(run_cfg)))
-            opt = OPTIMIZERS.get(run_cfg.optimizer)(gen.space, seed=m.seed, **run_cfg.optimizer_options)
-            stack.callback(opt.close)
-            run_cfg = replace(run_cfg, batch=run_cfg.batch or min(opt.preferred_batch, run_cfg.budget))
-            own = view(tgt, cols[m], run_cfg)
-            run_dir = m.run_dir(root)
-            store = stack.enter_context(open_run(run_dir, run_cfg, (run_dir / "config.json").exists(),
-                                                gen.space.dim, describe(gen, own, opt), []))
-            loops.append((m, Loop(run_cfg, gen, own, opt, store, run_dir), run_cfg))
+            run_cfg, opt, own, store = open_member(cfg, m, gen, root, stack, partial(view, tgt, cols[m]))
+            loops.append((m, Loop(run_cfg, gen, own, opt, store, m.run_dir(root)), run_cfg))
         try:
             _lockstep([(loop, cols[m]) for m, loop, _ in loops], gen, tgt, step)
         except KeyboardInterrupt:
@@ -88,6 +82,27 @@ def run_group(cfg: ScanConfig, group: list[Member], root: Path, step: Callable[[
             raise RunInterrupted(root, done, cfg.budget * len(loops)) from None
         for _, loop, run_cfg in loops:
             finish(loop.run_dir, run_cfg, gen, loop.tgt, loop.store, loop.wall())
+
+
+def member_optimizer(cfg: ScanConfig, m: Member, gen: Generator) -> tuple[RunConfig, Optimizer]:
+    """A member's run settings (optimizer ``auto`` resolved, batch defaulted) and its optimizer."""
+    run_cfg = RunConfig.from_dict(cfg.run_settings(m.layer, m.unit, m.seed))
+    run_cfg = replace(run_cfg, optimizer=resolve(run_cfg.optimizer, gen.space, noisy(run_cfg)))
+    opt = OPTIMIZERS.create(run_cfg.optimizer, gen.space, seed=m.seed, **run_cfg.optimizer_options)
+    return replace(run_cfg, batch=run_cfg.batch or min(opt.preferred_batch, run_cfg.budget)), opt
+
+
+def open_member(cfg: ScanConfig, m: Member, gen: Generator, root: Path, stack: ExitStack,
+                own: Callable[[RunConfig], Target],
+                shared: dict | None = None) -> tuple[RunConfig, Optimizer, Target, RunStore]:
+    """A member's settings, optimizer (closed with ``stack``), recorded target and open run store."""
+    run_cfg, opt = member_optimizer(cfg, m, gen)
+    stack.callback(opt.close)
+    tgt = own(run_cfg)
+    run_dir = m.run_dir(root)
+    store = stack.enter_context(open_run(run_dir, run_cfg, (run_dir / "config.json").exists(), gen.space.dim,
+                                        describe(gen, tgt, opt), [], shared=shared))
+    return run_cfg, opt, tgt, store
 
 
 def layer_target(cfg: ScanConfig, ms: list[Member], gen: Generator) -> tuple[Target, dict[Member, torch.Tensor]]:

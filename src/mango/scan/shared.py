@@ -22,7 +22,8 @@ import hashlib
 import time
 from collections.abc import Callable
 from contextlib import ExitStack, nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +35,14 @@ from ..errors import MangoError
 from ..experiment.config import RunConfig
 from ..experiment.finish import finish
 from ..experiment.history import latents
-from ..experiment.loop import RunInterrupted, describe, noisy
+from ..experiment.loop import RunInterrupted
 from ..experiment.measure import evaluate, noise_key
 from ..experiment.search import history
-from ..experiment.session import open_run
 from ..experiment.store import RunStore, encode_latent
 from ..generators import Generator, make_generator
-from ..optimizers import OPTIMIZERS, Optimizer
-from ..optimizers.auto import resolve
+from ..optimizers import Optimizer
 from ..targets import Target
-from .group import finished, layer_target, view
+from .group import finished, layer_target, open_member, view
 from .plan import Member, ScanConfig
 
 
@@ -84,15 +83,8 @@ def run_stream(cfg: ScanConfig, stream: list[Member], gen: Generator, root: Path
         measure = _Measure(cfg, stream, gen, root, stack)
         members, elapsed = [], 0.0
         for m in stream:
-            run_cfg = RunConfig.from_dict(cfg.run_settings(m.layer, m.unit, m.seed))
-            run_cfg = replace(run_cfg, optimizer=resolve(run_cfg.optimizer, gen.space, noisy(run_cfg)))
-            opt = OPTIMIZERS.get(run_cfg.optimizer)(gen.space, seed=m.seed, **run_cfg.optimizer_options)
-            stack.callback(opt.close)
-            run_cfg = replace(run_cfg, batch=run_cfg.batch or min(opt.preferred_batch, run_cfg.budget))
-            own = measure.own(m, run_cfg)
-            run_dir = m.run_dir(root)
-            store = stack.enter_context(open_run(run_dir, run_cfg, (run_dir / "config.json").exists(), gen.space.dim,
-                                                describe(gen, own, opt), [], shared={"scan": str(root)}))
+            run_cfg, opt, own, store = open_member(cfg, m, gen, root, stack, partial(measure.own, m),
+                                                   shared={"scan": str(root)})
             df = history(store)
             elapsed = max(elapsed, float(df["elapsed_s"].max()) if len(df) else 0.0)
             members.append(_Member(m, run_cfg, opt, store, own, measure.cols.get(m, torch.ones(1)),
