@@ -34,36 +34,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import RESULTS, Objective, append, drive, read_runs
 
 import mango
 from mango.imagespace import adapter
-from mango.optimizers.base import parse_entry
 
-RESULTS = Path(__file__).parent / "results"
 CURVE_STEP = 10  # best-so-far recorded every CURVE_STEP queries
-
-
-class Objective:
-    """Codes ``[k, 64]`` -> responses of one unit (float64), memoized (the target is deterministic)."""
-
-    def __init__(self, gen, tgt) -> None:
-        self.gen, self.tgt, self.cache = gen, tgt, {}
-        self.seconds = 0.0
-
-    def __call__(self, z: torch.Tensor) -> np.ndarray:
-        z = torch.as_tensor(z, dtype=torch.long).reshape(-1, self.gen.space.dim)
-        keys = [row.numpy().tobytes() for row in z]
-        todo = [i for i, k in enumerate(keys) if k not in self.cache]
-        if todo:
-            t0 = time.perf_counter()
-            with torch.inference_mode():
-                r = self.tgt.responses(self.gen.decode(z[todo])).double().mean(1).numpy()
-            self.seconds += time.perf_counter() - t0
-            for i, v in zip(todo, r, strict=True):
-                self.cache[keys[i]] = float(v)
-        if len(self.cache) > 200_000:
-            self.cache.clear()
-        return np.array([self.cache[k] for k in keys])
 
 
 def ngopt_direct(f: Objective, seed: int, budget: int, size: int, dim: int) -> tuple[np.ndarray, float]:
@@ -91,25 +67,8 @@ def ngopt_direct(f: Objective, seed: int, budget: int, size: int, dim: int) -> t
 
 def mango_method(f: Objective, entry: str, seed: int, budget: int, space) -> tuple[np.ndarray, float, int, dict]:
     """A MANGO optimizer driven like the loop: ``ask(min(batch, left))``, measure, ``tell``."""
-    name, _, batch_text = entry.partition("@")
-    opt_name, options = parse_entry(name)
-    opt = mango.OPTIMIZERS.create(opt_name, space, seed=seed, **options)
-    batch = int(batch_text) if batch_text else min(opt.preferred_batch, budget)
-    values, spent = [], 0.0
-    try:
-        while len(values) < budget:
-            t0 = time.perf_counter()
-            z = opt.ask(min(batch, budget - len(values)))
-            spent += time.perf_counter() - t0
-            v = f(z)
-            t0 = time.perf_counter()
-            opt.tell(z, v)
-            spent += time.perf_counter() - t0
-            values.extend(v.tolist())
-        described = opt.describe()
-    finally:
-        opt.close()
-    return np.array(values), spent, batch, described
+    values, _, spent, batch, described = drive(f, entry, seed, budget, space)
+    return values, spent, batch, described
 
 
 def run_one(f: Objective, method: str, seed: int, budget: int, space) -> dict:
@@ -129,18 +88,6 @@ def run_one(f: Objective, method: str, seed: int, budget: int, space) -> dict:
 
 def best_at(record: dict, budget: int) -> float:
     return record["curve"][budget // CURVE_STEP - 1]
-
-
-def read_runs(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def append(path: Path, record: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as fh:
-        fh.write(json.dumps(record) + "\n")
 
 
 def check_prefix(size: int = 512, dim: int = 64, budgets: tuple[int, ...] = (250, 1000, 3000), n: int = 250) -> dict:

@@ -24,20 +24,23 @@ _WHERE = {
     "OPTIMIZERS": ".optimizers", "Optimizer": ".optimizers",
     "MODELS": ".targets", "Target": ".targets", "TargetSpec": ".targets", "TorchTarget": ".targets",
     "make_target": ".targets",
+    "load_scan": ".scan",
+    "GradientMEI": ".analysis.gradient", "gradient_mei": ".analysis.gradient", "gradient_meis": ".analysis.gradient",
 }
-_MODULES = ("analysis", "data", "experiment", "generators", "optimizers", "targets", "training")
+_MODULES = ("analysis", "data", "experiment", "generators", "optimizers", "scan", "targets", "training")
 
 # spelled out (not computed from _WHERE and _MODULES) so linters and type checkers see the re-exports;
 # tests/test_package.py checks that it lists exactly those names
 __all__ = [
-    "GENERATORS", "Generator", "LatentSpace", "MODELS", "MangoError", "OPTIMIZERS", "Optimizer", "RunConfig",
-    "RunInterrupted", "RunResult", "Target", "TargetSpec", "TorchGenerator", "TorchTarget", "analysis", "data",
-    "experiment", "export_run", "generators", "load_run", "make_target", "optimizers", "read_history", "run",
-    "targets", "training",
+    "GENERATORS", "Generator", "GradientMEI", "LatentSpace", "MODELS", "MangoError", "OPTIMIZERS", "Optimizer",
+    "RunConfig", "RunInterrupted", "RunResult", "Target", "TargetSpec", "TorchGenerator", "TorchTarget", "analysis",
+    "data", "experiment", "export_run", "generators", "gradient_mei", "gradient_meis", "load_run", "load_scan",
+    "make_target", "optimizers", "read_history", "run", "scan", "targets", "training",
 ]
 
 if TYPE_CHECKING:
-    from . import analysis, data, experiment, generators, optimizers, targets, training
+    from . import analysis, data, experiment, generators, optimizers, scan, targets, training
+    from .analysis.gradient import GradientMEI, gradient_mei, gradient_meis
     from .errors import MangoError
     from .experiment.config import RunConfig
     from .experiment.export import export_run
@@ -46,6 +49,7 @@ if TYPE_CHECKING:
     from .experiment.result import RunResult, load_run
     from .generators import GENERATORS, Generator, LatentSpace, TorchGenerator
     from .optimizers import OPTIMIZERS, Optimizer
+    from .scan import load_scan
     from .targets import MODELS, Target, TargetSpec, TorchTarget, make_target
 
 

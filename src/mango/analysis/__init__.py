@@ -8,6 +8,7 @@ also writes PNG figures and CSV tables), and one ``mango analyze`` command calli
 :func:`selectivity`    class entropy of each MEI under spike variability, per-layer histograms
 :func:`diversity`      pairwise latent / image distances between the MEIs found for one neuron
 :func:`distributions`  MEI responses per layer, one colour per generator
+:func:`ceiling`        each run's best response over its neuron's white-box (gradient) MEI
 :func:`evolution`      MEIs of neurons across training checkpoints, with accuracy and selectivity
 :func:`report`         one self-contained HTML file with every figure and table under a folder
 =================  ================================================================================
@@ -15,6 +16,7 @@ also writes PNG figures and CSV tables), and one ``mango analyze`` command calli
 Runs are read with :func:`load_runs` (every run folder under a folder; a broken one is a one-line
 :class:`~mango.errors.MangoError` naming the file). matplotlib is imported only when a figure is drawn.
 """
+from .ceiling import ceiling
 from .compare import compare, plot_convergence
 from .distributions import distributions
 from .diversity import diversity, latent_distances, pairwise_distances
@@ -24,6 +26,6 @@ from .report import report
 from .selectivity import class_probabilities, normalized_entropy, selectivity
 from .study import Run, load_runs, read_run
 
-__all__ = ["Analysis", "EvolutionAnalysis", "Run", "checkpoints", "class_probabilities", "compare",
+__all__ = ["Analysis", "EvolutionAnalysis", "Run", "ceiling", "checkpoints", "class_probabilities", "compare",
            "distributions", "diversity", "evolution", "latent_distances", "load_runs", "normalized_entropy",
            "pairwise_distances", "plot_convergence", "read_run", "report", "selectivity"]

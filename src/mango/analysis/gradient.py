@@ -23,9 +23,10 @@ restart each. A unit whose best response is 0 is *unreachable for this generator
 search can tell: no image the search found makes it fire (:attr:`GradientMEI.reachable`).
 
 Supported: :class:`~mango.targets.SpikingSequential` networks (mnist-snn, cifar-snn, your own), a spiking
-layer's units (one position or all); generators: a :class:`~mango.generators.TorchGenerator` with bounds
-and the VQ-VAE. Several units of one layer (``spiking1:0,5,9``) are searched together by
-:func:`gradient_meis`, one forward and backward pass per step for all of them.
+layer's units (one position or all) and class outputs (``class:N``: the last spiking layer's rate);
+generators: a :class:`~mango.generators.TorchGenerator` with bounds and the VQ-VAE. Several units of one
+layer (``spiking1:0,5,9``) are searched together by :func:`gradient_meis`, one forward and backward pass per
+step for all of them.
 """
 from __future__ import annotations
 
@@ -97,6 +98,9 @@ def gradient_meis(generator: str | Generator, model: str | nn.Module, spec: str,
     if not isinstance(net, SpikingSequential):
         raise MangoError(f"gradient_mei needs a network simulated by MANGO (a SpikingSequential: mnist-snn, "
                          f"cifar-snn), got {name!r}")
+    parsed = TargetSpec.parse(spec)
+    if parsed.layer is None and net.order and isinstance(getattr(net, net.order[-1]), snn.Leaky):
+        spec = net.order[-1] + str(parsed)[len("class"):]  # class:N is the rate of the last spiking layer's unit N
     exact = TorchTarget(net, spec, name=name, readout="rate+drive")
     layer = exact.spec.layer
     if layer is None or not isinstance(getattr(net, layer), snn.Leaky):

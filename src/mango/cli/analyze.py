@@ -1,4 +1,4 @@
-"""``mango analyze compare | selectivity | diversity | distributions | evolution | report``.
+"""``mango analyze compare | selectivity | diversity | distributions | ceiling | evolution | report``.
 
 Each command calls one function of :mod:`mango.analysis` and lists the files it wrote (PNG figures, CSV
 tables); the analysis modules are imported inside the commands, so ``mango --help`` stays fast.
@@ -78,6 +78,32 @@ def distributions(runs_dir: Path = RUNS, layers: Optional[str] = LAYERS, out_dir
 
     with user_errors():
         _written(run_analysis(runs_dir, out_dir or runs_dir / "analysis", _layers(layers)))
+
+
+@app.command()
+def ceiling(
+    runs_dir: Path = RUNS,
+    steps: int = typer.Option(150, help="Adam steps of the white-box search"),
+    restarts: int = typer.Option(8, help="latents optimized per neuron (the best counts)"),
+    seed: int = typer.Option(0, help="seed of the white-box search"),
+    out_dir: Optional[Path] = OUT,
+    quiet: bool = typer.Option(False, help="no progress bar"),
+) -> None:
+    """Each run's best response as a fraction of its neuron's white-box MEI (gradients through generator and
+    spiking network); neurons no image can make fire are reported as not reachable."""
+    from rich.progress import Progress
+
+    from ..analysis import ceiling as run_analysis
+
+    with user_errors(), Progress(disable=quiet, transient=True) as bar:
+        task = bar.add_task("white-box MEIs", total=None)
+        result = run_analysis(runs_dir, out_dir or runs_dir / "analysis", steps, restarts, seed,
+                              progress=lambda done, total: bar.update(task, completed=done, total=total))
+        _written(result)
+        neurons = result.tables["neurons"]
+        unreachable = neurons.loc[~neurons["reachable"], "neuron"].tolist()
+        out.print(f"median best / ceiling: {result.table['ratio'].median():.3f}; not reachable with this generator: "
+                  f"{', '.join(unreachable) if unreachable else 'none'}", highlight=False)
 
 
 @app.command()

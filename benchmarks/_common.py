@@ -1,0 +1,79 @@
+"""Pieces the efficiency benchmarks share: a memoized objective, a run driven like the loop, JSON-lines records."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import mango
+from mango.optimizers.base import parse_entry
+
+RESULTS = Path(__file__).parent / "results"
+
+
+class Objective:
+    """Latents ``[k, dim]`` -> noise-free responses of one unit (float64), memoized (the target is
+    deterministic; categorical searches propose the same codes again)."""
+
+    def __init__(self, gen, tgt) -> None:
+        self.gen, self.tgt, self.cache = gen, tgt, {}
+        self.seconds = 0.0
+
+    def __call__(self, z: torch.Tensor) -> np.ndarray:
+        z = torch.as_tensor(z).reshape(-1, self.gen.space.dim)
+        keys = [row.numpy().tobytes() for row in z]
+        todo = [i for i, k in enumerate(keys) if k not in self.cache]
+        if todo:
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                r = self.tgt.responses(self.gen.decode(z[todo])).double().mean(1).numpy()
+            self.seconds += time.perf_counter() - t0
+            for i, v in zip(todo, r, strict=True):
+                self.cache[keys[i]] = float(v)
+        if len(self.cache) > 200_000:
+            self.cache.clear()
+        return np.array([self.cache[k] for k in keys])
+
+
+def drive(f, entry: str, seed: int, budget: int, space) -> tuple[np.ndarray, torch.Tensor, float, int, dict]:
+    """A MANGO optimizer driven like the loop (``ask(min(batch, left))``, measure with ``f``, ``tell``); returns
+    (values told, latents asked, optimizer seconds, batch, the optimizer's description). ``entry``:
+    ``NAME+key=value+...``, optionally ``@BATCH`` (default: the optimizer's preferred batch, as the loop)."""
+    name, _, batch_text = entry.partition("@")
+    opt_name, options = parse_entry(name)
+    opt = mango.OPTIMIZERS.create(opt_name, space, seed=seed, **options)
+    batch = int(batch_text) if batch_text else min(opt.preferred_batch, budget)
+    values: list[float] = []
+    asked: list[torch.Tensor] = []
+    spent = 0.0
+    try:
+        while len(values) < budget:
+            t0 = time.perf_counter()
+            z = opt.ask(min(batch, budget - len(values)))
+            spent += time.perf_counter() - t0
+            v = f(z)
+            t0 = time.perf_counter()
+            opt.tell(z, v)
+            spent += time.perf_counter() - t0
+            values.extend(v.tolist())
+            asked.append(torch.as_tensor(z).reshape(len(v), -1))
+        described = opt.describe()
+    finally:
+        opt.close()
+    return np.array(values), torch.cat(asked), spent, batch, described
+
+
+def read_runs(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def append(path: Path, record: dict) -> None:
+    """One record per line, appended and flushed: an interrupted benchmark resumes from what is there."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
+        fh.write(json.dumps(record) + "\n")

@@ -1,0 +1,277 @@
+"""Query efficiency of the default on many neurons: issue 14's benchmark.
+
+    python benchmarks/efficiency.py --shard 0/2 & python benchmarks/efficiency.py --shard 1/2   # resumes
+    python benchmarks/efficiency.py --table-only              # the tables from the runs recorded so far
+
+**Units:** ``--units`` (24) drawn by a seeded permutation of each layer (``--draw-seed``), taken in turn from
+mnist-snn ``lif1``, ``lif2``, ``class`` (generator mnist-sngan) and cifar-snn ``spiking0``, ``spiking1``,
+``spiking2``, ``class`` (cifar-vqvae). Nothing is skipped: silent units stay in the draw and are reported.
+
+**Methods:** ``auto`` (what ``mango run`` uses with no ``--optimizer``: ``mango.optimizers.auto``, told whether
+the target is noisy) and ``cma``, ``sepcma``, ``ga``, ``ng-portfolio``, each at its preferred batch.
+
+**Conditions:** ``clean`` (the noise-free target) and ``noisy``, living-like: each response is a Poisson count
+``Poisson(rate * 20 * gain(q)) / 20`` (20 counts at rate 1, as ``mango rig simulate``), with a slow
+multiplicative drift ``gain(q) = 1 + 0.1 sin(2 pi q / 3000 + phase)`` over the session (``q``: presentation).
+The noise stream depends on (unit, seed) only, so every method meets the same noise.
+
+**Score:** the *noise-free* response of the MEI a run reports at budget B: its best recorded response. The
+noisy default also does what ``mango run`` does for a noisy target: it spends 25 of its B presentations
+re-measuring its 5 best candidates 5 times each and reports the best *mean*. Budgets 250, 1,000 and 3,000
+are prefixes of one run of 3,000 (no optimizer here is told the budget; the default's re-measurement is
+recomputed at each B from the first B - 25 presentations).
+
+**Ceiling:** the white-box gradient MEI of each unit (:func:`mango.gradient_mei`); a unit that no method and
+not the white-box search makes fire is reported as unreachable for that generator.
+
+Records go to ``--runs`` (JSON lines, one per run); the tables and ``--out`` are built from every record.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from _common import RESULTS, Objective, append, drive, read_runs
+
+import mango
+from mango.optimizers.auto import choose
+
+LAYERS = {"mnist-snn": ("mnist-sngan", ["lif1", "lif2", "class"]),
+          "cifar-snn": ("cifar-vqvae", ["spiking0", "spiking1", "spiking2", "class"])}
+BUDGETS = (250, 1000, 3000)
+CURVE_STEP = 10
+COUNTS, DRIFT, PERIOD = 20.0, 0.1, 3000
+TOP, REPEATS = 5, 5  # the default's re-measurement of a noisy run (mango.optimizers.auto.REMEASURE)
+
+
+def draw(n: int, seed: int) -> list[tuple[str, str]]:
+    """``n`` (model, unit) pairs: each layer's units in a seeded random order, the layers taken in turn."""
+    queues = []
+    for k, (model, (_, layers)) in enumerate(LAYERS.items()):
+        for j, layer in enumerate(layers):
+            units = list(mango.make_target(model, f"{layer}:*").units)
+            order = np.random.default_rng([seed, k, j]).permutation(len(units))
+            queues.append([(model, f"{layer}:{units[i]}") for i in order])
+    out: list[tuple[str, str]] = []
+    while len(out) < n:
+        for q in queues:
+            if q and len(out) < n:
+                out.append(q.pop(0))
+    return out
+
+
+class Noisy:
+    """The clean objective seen through Poisson counts and a slow drift; presentation ``q`` counts calls."""
+
+    def __init__(self, clean: Objective, key: list[int]) -> None:
+        self.clean, self.rng = clean, np.random.default_rng(key)
+        self.phase = float(self.rng.uniform(0, 2 * math.pi))
+        self.q = 0
+
+    def observe(self, rates: np.ndarray) -> np.ndarray:
+        q = self.q + np.arange(len(rates))
+        self.q += len(rates)
+        gain = 1 + DRIFT * np.sin(2 * math.pi * q / PERIOD + self.phase)
+        return self.rng.poisson(np.clip(rates, 0, None) * COUNTS * gain) / COUNTS
+
+    def __call__(self, z: torch.Tensor) -> np.ndarray:
+        self.last = self.clean(z)
+        return self.observe(self.last)
+
+
+def scores(told: np.ndarray, clean: np.ndarray, asked: torch.Tensor, noisy: Noisy | None, remeasure: bool) -> dict:
+    """Noise-free score of the reported MEI at every budget (and every CURVE_STEP queries)."""
+    best = np.maximum.accumulate(np.where(np.isfinite(told), told, -np.inf))
+    first = np.r_[0, np.flatnonzero(np.diff(best) > 0) + 1]  # where each new best was recorded
+    idx = first[np.searchsorted(first, np.arange(len(told)), side="right") - 1]
+    curve = clean[idx]  # the clean response of the best recorded candidate so far
+    out = {"curve": [round(float(x), 4) for x in curve[CURVE_STEP - 1 :: CURVE_STEP]],
+           "at": {str(b): round(float(curve[b - 1]), 4) for b in BUDGETS if b <= len(told)}}
+    if remeasure and noisy is not None:
+        for b in BUDGETS:
+            if b > len(told):
+                continue
+            n = b - TOP * REPEATS
+            keys = [row.numpy().tobytes() for row in asked[:n]]
+            chosen: list[int] = []
+            for i in np.argsort(-told[:n], kind="stable"):
+                if keys[i] not in {keys[j] for j in chosen}:
+                    chosen.append(int(i))
+                if len(chosen) == TOP:
+                    break
+            noisy.q = n  # the re-measurement is shown at presentations n .. b - 1
+            means = noisy.observe(np.repeat(clean[chosen], REPEATS)).reshape(len(chosen), REPEATS).mean(1)
+            out["at"][str(b)] = round(float(clean[chosen[int(np.argmax(means))]]), 4)
+    return out
+
+
+def run_one(f: Objective, unit: str, method: str, seed: int, condition: str, space, unit_key: int) -> dict:
+    noisy = Noisy(f, [seed, unit_key, 7]) if condition == "noisy" else None
+    entry, why = choose(space, noisy is not None) if method == "auto" else (method, "")
+    t0, f.seconds = time.perf_counter(), 0.0
+    clean: list[np.ndarray] = []
+
+    def measure(z: torch.Tensor) -> np.ndarray:
+        if noisy is None:
+            v = f(z)
+            clean.append(v)
+            return v
+        v = noisy(z)
+        clean.append(noisy.last)
+        return v
+
+    told, asked, spent, batch, _ = drive(measure, entry, seed, BUDGETS[-1], space)
+    s = scores(told, np.concatenate(clean), asked, noisy, method == "auto")
+    return {"kind": "run", "unit": unit, "method": method, "chose": entry, "why": why, "seed": seed,
+            "condition": condition, "batch": batch, **s, "optimizer_s": round(spent, 2),
+            "measure_s": round(f.seconds, 2), "wall_s": round(time.perf_counter() - t0, 2)}
+
+
+def ceiling(gen: str, model: str, unit: str, seed: int = 0) -> dict:
+    t0 = time.perf_counter()
+    m = mango.gradient_mei(gen, model, unit, steps=150, restarts=8, seed=seed)
+    return {"kind": "ceiling", "unit": unit, "model": model, "response": round(m.response, 4),
+            "restarts": [round(x, 4) for x in m.restarts], "steps": m.steps,
+            "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def plan(units: list[tuple[str, str]], methods: list[str], seeds: int) -> list[tuple]:
+    """Ceilings first, then runs: clean before noisy, seeds 0-2 of every unit before seeds 3 and up."""
+    items: list[tuple] = [("ceiling", m, u) for m, u in units]
+    for group in (range(min(3, seeds)), range(3, seeds)):
+        for condition in ("clean", "noisy"):
+            items += [("run", m, u, meth, s, condition) for s in group for m, u in units for meth in methods]
+    return items
+
+
+def name(model: str, unit: str) -> str:
+    return f"{model.split('-')[0]}/{unit}"
+
+
+def medians(runs: list[dict], unit: str, method: str, condition: str) -> tuple[dict[int, float], dict[int, float], int]:
+    """Median and upper quartile over seeds of the score at each budget, and the number of seeds."""
+    rs = [r for r in runs if (r["unit"], r["method"], r["condition"]) == (unit, method, condition)]
+    if not rs:
+        return {}, {}, 0
+    at = {b: [r["at"][str(b)] for r in rs] for b in BUDGETS}
+    return ({b: float(np.median(v)) for b, v in at.items()}, {b: float(np.percentile(v, 75)) for b, v in at.items()},
+            len(rs))
+
+
+def reach(runs: list[dict], unit: str, condition: str, level: float) -> float:
+    """Median over seeds of the queries the default needs to report an MEI at ``level`` (inf: never)."""
+    rs = [r for r in runs if (r["unit"], r["method"], r["condition"]) == (unit, "auto", condition)]
+    need = [next((CURVE_STEP * (i + 1) for i, x in enumerate(r["curve"]) if x >= level), math.inf) for r in rs]
+    return float(np.median(need)) if need else math.nan
+
+
+def report(runs: list[dict], ceilings: dict[str, float], units: list[str], methods: list[str]) -> tuple[dict, str]:
+    lines, summary = [], {}
+    fired = {u for u in units if ceilings.get(u, 0) > 0 or any(r["unit"] == u and max(r["at"].values()) > 0
+                                                             for r in runs if r["condition"] == "clean")}
+    for condition in ("clean", "noisy"):
+        head = f"{'unit':<22}{'ceiling':>8}  {'method':<13}{'seeds':>5}" + "".join(f"{'@' + str(b):>8}"
+                                                                                 for b in BUDGETS)
+        lines += [f"## {condition}", head]
+        rows, goal1, spread, ratio, needs = [], [], {b: [] for b in BUDGETS}, {b: [] for b in BUDGETS}, []
+        for u in units:
+            table = {m: medians(runs, u, m, condition) for m in methods}
+            if not all(table[m][2] for m in methods):
+                continue
+            for m in methods:
+                med, _, n = table[m]
+                rows.append({"unit": u, "method": m, "seeds": n, **{f"median@{b}": med[b] for b in BUDGETS}})
+                lines.append(f"{u:<22}{ceilings.get(u, math.nan):>8.3f}  {m:<13}{n:>5}"
+                             + "".join(f"{med[b]:>8.3f}" for b in BUDGETS))
+            lines.append("")
+            if u not in fired or "auto" not in table or "ng-portfolio" not in table:
+                continue
+            goal1.append(table["auto"][0][1000] >= table["ng-portfolio"][0][3000])
+            needs.append(reach(runs, u, condition, table["ng-portfolio"][0][3000]))
+            for b in BUDGETS:
+                best_other = max(table[m][0][b] for m in methods if m != "auto")
+                spread[b].append(table["auto"][1][b] >= best_other)
+                if ceilings.get(u, 0) > 0:
+                    ratio[b].append(table["auto"][0][b] / ceilings[u])
+        summary[condition] = {
+            "units_compared": len(goal1),
+            "default@1000_reaches_portfolio@3000": f"{sum(goal1)}/{len(goal1)}",
+            "default_queries_to_portfolio@3000_median": float(np.median(needs)) if needs else None,
+            "default_within_spread_of_best_other": {str(b): f"{sum(v)}/{len(v)}" for b, v in spread.items()},
+            "default_over_ceiling_median": {str(b): round(float(np.median(v)), 3) if v else None
+                                            for b, v in ratio.items()},
+            "rows": rows}
+        s = summary[condition]
+        lines += [f"default@1000 >= ng-portfolio@3000 (median over seeds): {s['default@1000_reaches_portfolio@3000']}"
+                  f" units that fire; queries the default needs for it (median unit): "
+                  f"{s['default_queries_to_portfolio@3000_median']}",
+                  "default's upper quartile >= the best other method's median: "
+                  + ", ".join(f"@{b} {v}" for b, v in s["default_within_spread_of_best_other"].items()),
+                  "default / white-box ceiling (median unit): "
+                  + ", ".join(f"@{b} {v}" for b, v in s["default_over_ceiling_median"].items()), ""]
+    silent = [u for u in units if u not in fired and u in ceilings]
+    summary["unreachable"] = silent
+    lines.append(f"no image of the generator found to make these units fire (white-box nor any method): {silent}")
+    return summary, "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--units", type=int, default=24)
+    p.add_argument("--draw-seed", type=int, default=0)
+    p.add_argument("--methods", default="auto,cma,sepcma,ga,ng-portfolio")
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--shard", default="0/1", help="I/N: this process does every N-th item of the plan, from I")
+    p.add_argument("--runs", type=Path, default=RESULTS / "efficiency-runs.jsonl")
+    p.add_argument("--out", type=Path, default=RESULTS / "efficiency.json")
+    p.add_argument("--table-only", action="store_true")
+    a = p.parse_args()
+    torch.set_num_threads(1)
+    methods = a.methods.split(",")
+    shard, shards = (int(x) for x in a.shard.split("/"))
+    units = draw(a.units, a.draw_seed)
+    done = {(r["kind"], r["unit"], r.get("method"), r.get("seed"), r.get("condition")) for r in read_runs(a.runs)}
+    gens: dict[str, object] = {}
+    for i, item in enumerate(plan(units, methods, a.seeds)):
+        if a.table_only or i % shards != shard:
+            continue
+        kind, model, unit = item[:3]
+        key = (kind, name(model, unit), *(item[3:] if kind == "run" else (None, None, None)))
+        if key in done:
+            continue
+        gen_name = LAYERS[model][0]
+        if kind == "ceiling":
+            rec = {**ceiling(gen_name, model, unit), "unit": name(model, unit)}
+            print(f"{rec['unit']} ceiling {rec['response']:.3f} ({rec['seconds']:.0f} s)", flush=True)
+        else:
+            gen = gens.setdefault(gen_name, mango.GENERATORS.create(gen_name))
+            f = Objective(gen, mango.make_target(model, unit))
+            unit_key = units.index((model, unit))
+            rec = run_one(f, name(model, unit), item[3], item[4], item[5], gen.space, unit_key)
+            print(f"{rec['unit']} {rec['condition']} {rec['method']} seed {rec['seed']}: {rec['at']} "
+                  f"({rec['wall_s']:.0f} s)", flush=True)
+        append(a.runs, rec)
+    records = read_runs(a.runs)
+    runs = [r for r in records if r["kind"] == "run" and r["seed"] < a.seeds]
+    ceilings = {r["unit"]: r["response"] for r in records if r["kind"] == "ceiling"}
+    summary, text = report(runs, ceilings, [name(m, u) for m, u in units], methods)
+    print(text)
+    meta = {"units": [name(m, u) for m, u in units], "draw_seed": a.draw_seed, "methods": methods,
+            "seeds": a.seeds, "budgets": list(BUDGETS), "noise": {"counts_at_rate_1": COUNTS, "drift": DRIFT,
+                                                                   "drift_period": PERIOD},
+            "remeasure": {"top": TOP, "repeats": REPEATS}, "ceilings": ceilings, "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "machine": platform.machine(), "date": time.strftime("%Y-%m-%d")}
+    if shard == 0:
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(json.dumps({"meta": meta, "summary": summary}, indent=1) + "\n")
+        print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()
