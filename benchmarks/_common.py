@@ -16,26 +16,31 @@ RESULTS = Path(__file__).parent / "results"
 
 class Objective:
     """Latents ``[k, dim]`` -> noise-free responses of one unit (float64), memoized (the target is
-    deterministic; categorical searches propose the same codes again)."""
+    deterministic; categorical searches propose the same codes again). :meth:`evaluate` also gives the values
+    an optimizer is told (the responses, or with readout ``rate+drive`` the drive of silent images)."""
 
     def __init__(self, gen, tgt) -> None:
         self.gen, self.tgt, self.cache = gen, tgt, {}
         self.seconds = 0.0
 
-    def __call__(self, z: torch.Tensor) -> np.ndarray:
+    def evaluate(self, z: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         z = torch.as_tensor(z).reshape(-1, self.gen.space.dim)
         keys = [row.numpy().tobytes() for row in z]
         todo = [i for i, k in enumerate(keys) if k not in self.cache]
         if todo:
             t0 = time.perf_counter()
             with torch.inference_mode():
-                r = self.tgt.responses(self.gen.decode(z[todo])).double().mean(1).numpy()
+                r, v = (t.double().mean(1).numpy() for t in self.tgt.evaluate(self.gen.decode(z[todo])))
             self.seconds += time.perf_counter() - t0
-            for i, v in zip(todo, r, strict=True):
-                self.cache[keys[i]] = float(v)
+            for i, a, b in zip(todo, r, v, strict=True):
+                self.cache[keys[i]] = (float(a), float(b))
         if len(self.cache) > 200_000:
             self.cache.clear()
-        return np.array([self.cache[k] for k in keys])
+        pairs = np.array([self.cache[k] for k in keys]).reshape(-1, 2)
+        return pairs[:, 0], pairs[:, 1]
+
+    def __call__(self, z: torch.Tensor) -> np.ndarray:
+        return self.evaluate(z)[0]
 
 
 def drive(f, entry: str, seed: int, budget: int, space) -> tuple[np.ndarray, torch.Tensor, float, int, dict]:

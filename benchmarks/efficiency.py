@@ -112,6 +112,8 @@ def scores(told: np.ndarray, clean: np.ndarray, asked: torch.Tensor, noisy: Nois
 
 
 def run_one(f: Objective, unit: str, method: str, seed: int, condition: str, space, unit_key: int) -> dict:
+    """One run of 3,000. ``f``'s target reads ``rate+drive`` where the default does (``auto``, clean, a
+    spiking layer's unit): the optimizer is told the drive values, the scores are the rates."""
     noisy = Noisy(f, [seed, unit_key, 7]) if condition == "noisy" else None
     entry, why = choose(space, noisy is not None) if method == "auto" else (method, "")
     t0, f.seconds = time.perf_counter(), 0.0
@@ -119,18 +121,25 @@ def run_one(f: Objective, unit: str, method: str, seed: int, condition: str, spa
 
     def measure(z: torch.Tensor) -> np.ndarray:
         if noisy is None:
-            v = f(z)
-            clean.append(v)
+            r, v = f.evaluate(z)
+            clean.append(r)
             return v
         v = noisy(z)
         clean.append(noisy.last)
         return v
 
     told, asked, spent, batch, _ = drive(measure, entry, seed, BUDGETS[-1], space)
-    s = scores(told, np.concatenate(clean), asked, noisy, method == "auto")
+    rates = np.concatenate(clean)
+    s = scores(told if noisy is not None else rates, rates, asked, noisy, method == "auto")
     return {"kind": "run", "unit": unit, "method": method, "chose": entry, "why": why, "seed": seed,
-            "condition": condition, "batch": batch, **s, "optimizer_s": round(spent, 2),
-            "measure_s": round(f.seconds, 2), "wall_s": round(time.perf_counter() - t0, 2)}
+            "condition": condition, "readout": str(f.tgt.readout), "batch": batch, **s,
+            "optimizer_s": round(spent, 2), "measure_s": round(f.seconds, 2),
+            "wall_s": round(time.perf_counter() - t0, 2)}
+
+
+def uses_drive(method: str, condition: str, unit: str) -> bool:
+    """Whether ``mango run`` reads this unit with ``rate+drive`` (mango.experiment.loop.drive_by_default)."""
+    return method == "auto" and condition == "clean" and not unit.startswith("class:")
 
 
 def ceiling(gen: str, model: str, unit: str, seed: int = 0) -> dict:
@@ -251,7 +260,8 @@ def main() -> None:
             print(f"{rec['unit']} ceiling {rec['response']:.3f} ({rec['seconds']:.0f} s)", flush=True)
         else:
             gen = gens.setdefault(gen_name, mango.GENERATORS.create(gen_name))
-            f = Objective(gen, mango.make_target(model, unit))
+            readout = "rate+drive" if uses_drive(item[3], item[5], unit) else None
+            f = Objective(gen, mango.make_target(model, unit, readout=readout))
             unit_key = units.index((model, unit))
             rec = run_one(f, name(model, unit), item[3], item[4], item[5], gen.space, unit_key)
             print(f"{rec['unit']} {rec['condition']} {rec['method']} seed {rec['seed']}: {rec['at']} "

@@ -1,4 +1,5 @@
-"""Readout ``rate+drive``: a silent unit gets a slope to climb, and the drive never leaks into what is recorded.
+"""Readout ``rate+drive`` (the default for a spiking unit): a silent unit gets a slope to climb, and the drive
+never leaks into what is recorded.
 
 The unit used below, ``lif2:26@3,0`` of the embedded mnist-snn (channel 26 of ``lif2`` at the bottom-left
 position), was found by a seeded search over all silent positions of ``lif2``: no spike for 1000 random
@@ -40,9 +41,10 @@ def test_unit_is_silent_for_random_images(snn, sngan):
     assert len(value.unique()) > 250
 
 
-def runs(tmp_path, readout: str) -> list:
-    return [mango.run(target=SILENT, readout=readout, budget=BUDGET, seed=seed, out=tmp_path / f"s{seed}",
-                      progress=False) for seed in range(3)]
+def runs(tmp_path, readout: str | None) -> list:
+    given = {} if readout is None else {"readout": readout}
+    return [mango.run(target=SILENT, budget=BUDGET, seed=seed, out=tmp_path / f"s{seed}", progress=False, **given)
+            for seed in range(3)]
 
 
 def test_plain_rate_leaves_the_silent_unit_silent(tmp_path):
@@ -53,16 +55,33 @@ def test_plain_rate_leaves_the_silent_unit_silent(tmp_path):
         assert (hist["value"] == hist["response"]).all()  # plain rate: the optimizer is told the responses
 
 
-def test_drive_makes_the_silent_unit_fire_at_the_same_budget(tmp_path):
-    """The same budget and seeds as the control above: the drive gives sepcma a slope up to the threshold."""
+def test_the_default_drive_makes_the_silent_unit_fire_at_the_same_budget(tmp_path):
+    """The same budget and seeds as the control above, with no readout given: the default reads the drive,
+    which gives sepcma a slope up to the threshold."""
     fired = []
-    for res in runs(tmp_path, "rate+drive"):
+    for res in runs(tmp_path, None):
+        assert (res.config.readout, res.config.optimizer) == ("rate+drive", "sepcma")
         hist = res.history
         assert len(hist) == BUDGET
         fired.append(first_spike(hist))
         if fired[-1] is not None:
             assert res.best_response == hist["response"].max() > 0
     assert sum(f is not None for f in fired) >= 2, fired
+
+
+@pytest.mark.parametrize(("settings", "readout"), [
+    ({"target": "lif2:12"}, "rate+drive"),
+    ({"target": "lif2:12", "optimizer": "sepcma"}, None),  # a method chosen by hand: the readout too
+    ({"target": "lif2:12", "readout": "rate"}, "rate"),
+    ({"target": "lif2:12", "noise": "membrane:0.1"}, None),
+    ({"target": "class:3"}, None),
+    ({"target": "lif2:12", "objective": "u - mean(*)"}, None),
+])
+def test_the_default_reads_the_drive_only_where_it_applies(tmp_path, settings, readout):
+    res = mango.run(budget=10, out=tmp_path / "r", progress=False, **settings)
+    assert res.config.readout == readout
+    again = mango.run(budget=20, out=tmp_path / "r", resume=True, progress=False)  # a resume reads the same
+    assert again.config.readout == readout and again.history["value"].head(10).equals(res.history["value"])
 
 
 @pytest.fixture(scope="module")

@@ -41,7 +41,7 @@ def white_box(run: Run, gens: Generators, **kw) -> GradientMEI:
                          "rate+drive, or a spiking network's class output)")
     net = make_model(c.model, c.model_weights)
     if c.steps is not None and hasattr(net, "num_steps"):
-        setattr(net, "num_steps", c.steps)  # the run's time steps, on a network built for this call
+        net.num_steps = c.steps  # type: ignore[assignment]  # the run's time steps, on a network built here
     return gradient_mei(gens.get(c), net, c.target, **kw)
 
 

@@ -41,7 +41,8 @@ class RunConfig:
     remeasure: int = setting(0, "at the end, measure the 5 best this many more times and report the best mean",
                              fixed=False)
     readout: str | None = setting(None, "rate, rate+drive, count:A-B, latency, membrane, mean, relu, logit, prob "
-                                  "(default: rate for spiking layers, mean otherwise, logit for class:N)")
+                                  "(default: rate for spiking layers, rate+drive with optimizer auto and no "
+                                  "noise; mean otherwise, logit for class:N)")
     noise: str | None = setting(None, "injected trial-to-trial noise: input:SD, membrane:SD, poisson "
                                 "(comma-separated)")
     steps: int | None = setting(None, "time steps of a spiking target (default: the network's own)")

@@ -21,7 +21,7 @@ from ..errors import MangoError
 from ..generators import Generator, make_generator
 from ..imagespace import adapter
 from ..optimizers import OPTIMIZERS, Optimizer
-from ..optimizers.auto import AUTO, REMEASURE, choose, resolve
+from ..optimizers.auto import AUTO, DRIVE, DRIVE_WHY, REMEASURE, choose, resolve
 from ..targets import Target, make_target
 from ..targets.base import AdaptedTarget
 from .config import SETTINGS, RunConfig
@@ -62,6 +62,15 @@ def build_components(cfg: RunConfig, generator: Generator | None = None, target:
     except (TypeError, ValueError) as exc:  # unknown option name, or a value of the wrong type
         raise MangoError(f"bad options {cfg.optimizer_options} for optimizer {cfg.optimizer!r}: {exc}") from None
     return gen, tgt, opt
+
+
+def drive_by_default(cfg: RunConfig, tgt: Target) -> bool:
+    """Whether the default run reads the unit's rate with its drive (:data:`~mango.optimizers.auto.DRIVE`): a
+    named noise-free model, one spiking unit read as a rate, and neither a readout nor an objective given."""
+    inner = getattr(tgt, "inner", tgt)
+    readout = getattr(inner, "readout", None)
+    return (cfg.readout is None and not cfg.objective and not noisy(cfg, tgt) and readout is not None
+            and readout.kind == "rate" and getattr(getattr(inner, "spec", None), "layer", None) is not None)
 
 
 def noisy(cfg: RunConfig, tgt: Target | None = None) -> bool:
@@ -150,6 +159,13 @@ def run(config: RunConfig | None = None, *, out: str | Path | None = None, resum
     session = hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:12]
     gen, tgt, opt = build_components(cfg, gen_obj, tgt_obj, session)
     chosen = []
+    if cfg.optimizer == AUTO and tgt_obj is None and drive_by_default(cfg, tgt):
+        try:  # recorded in config.json like the optimizer: a resume reads the same
+            gen, tgt, opt = build_components(replace(cfg, readout=DRIVE), gen_obj, None, session)
+            cfg = replace(cfg, readout=DRIVE)
+            chosen.append(f"readout {DRIVE} (auto: {DRIVE_WHY})")
+        except MangoError:  # e.g. a layer whose firing threshold MANGO cannot read: the rate alone
+            pass
     if cfg.optimizer == AUTO:  # recorded as the method that runs: config.json, result and resume name it
         name, why = choose(gen.space, noisy(cfg, tgt))
         cfg = replace(cfg, optimizer=name)

@@ -12,6 +12,11 @@
   where neighbouring values are unrelated codes; on cifar-snn units ``codes`` ends far above both and above
   Nevergrad's NGOpt called directly over the codes (``benchmarks/categorical.py``, docs/benchmarks.md).
 
+**Silent units** (a spiking layer's unit of a noise-free model, no ``--readout`` given): the readout is
+``rate+drive`` (:data:`DRIVE`). A unit that has not spiked yet tells the optimizer how close its membrane
+came to the threshold, so the search climbs instead of wandering on a flat 0; once it spikes the value is the
+rate itself, and the response recorded and reported is always the rate (:mod:`mango.targets.drive`).
+
 The choice is made once, when a run starts, and recorded: the run's ``config.json`` names the method chosen,
 so a resumed run and its result say what actually ran.
 """
@@ -20,6 +25,10 @@ from __future__ import annotations
 from ..generators.space import LatentSpace
 
 AUTO = "auto"
+#: the default readout of a spiking unit in a noise-free run, and why
+DRIVE = "rate+drive"
+DRIVE_WHY = ("a spiking unit: until it spikes, its membrane's closeness to threshold guides the search; the "
+             "reported response stays the spike rate")
 #: a noisy run's default ``remeasure``: its 5 best candidates are shown this many more times at the end
 REMEASURE = 5
 
