@@ -230,6 +230,29 @@ def report(runs: list[dict], ceilings: dict[str, float], units: list[str], metho
     return summary, "\n".join(lines)
 
 
+def markdown(runs: list[dict], ceilings: dict[str, float], units: list[str], methods: list[str],
+             condition: str) -> str:
+    """One row per unit: the default's medians, the best other method's, ng-portfolio's at 3,000, the queries
+    the default needs to reach that (median over seeds), the ceiling."""
+    others = [m for m in methods if m != "auto"]
+    lines = ["| unit | seeds | default @250 / @1000 / @3000 | best other @250 / @1000 / @3000 | ng-portfolio @3000 "
+             "| default needs | white-box |", "|---|---|---|---|---|---|---|"]
+    for u in units:
+        table = {m: medians(runs, u, m, condition) for m in methods}
+        if not all(table[m][2] for m in methods):
+            continue
+        auto = table["auto"][0]
+        best = {b: max(others, key=lambda m: table[m][0][b]) for b in BUDGETS}
+        pf = table["ng-portfolio"][0][3000]
+        need = reach(runs, u, condition, pf) if pf > 0 else math.nan
+        lines.append(f"| {u} | {min(t[2] for t in table.values())} | "
+                     + " / ".join(f"{auto[b]:.3f}" for b in BUDGETS) + " | "
+                     + " / ".join(f"{table[best[b]][0][b]:.3f} ({best[b]})" for b in BUDGETS)
+                     + f" | {pf:.3f} | {'-' if math.isnan(need) else '>3000' if math.isinf(need) else int(need)} | "
+                     + f"{ceilings.get(u, math.nan):.3f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--units", type=int, default=24)
@@ -240,6 +263,7 @@ def main() -> None:
     p.add_argument("--runs", type=Path, default=RESULTS / "efficiency-runs.jsonl")
     p.add_argument("--out", type=Path, default=RESULTS / "efficiency.json")
     p.add_argument("--table-only", action="store_true")
+    p.add_argument("--markdown", action="store_true", help="also print the per-unit tables for docs/benchmarks.md")
     a = p.parse_args()
     torch.set_num_threads(1)
     methods = a.methods.split(",")
@@ -272,6 +296,9 @@ def main() -> None:
     ceilings = {r["unit"]: r["response"] for r in records if r["kind"] == "ceiling"}
     summary, text = report(runs, ceilings, [name(m, u) for m, u in units], methods)
     print(text)
+    if a.markdown:
+        for condition in ("clean", "noisy"):
+            print(f"\n{condition}:\n" + markdown(runs, ceilings, [name(m, u) for m, u in units], methods, condition))
     meta = {"units": [name(m, u) for m, u in units], "draw_seed": a.draw_seed, "methods": methods,
             "seeds": a.seeds, "budgets": list(BUDGETS), "noise": {"counts_at_rate_1": COUNTS, "drift": DRIFT,
                                                                    "drift_period": PERIOD},

@@ -116,7 +116,7 @@ def test_a_bad_optimizer_option_fails_before_the_scan_folder_is_tied_to_it(tmp_p
 
 def test_a_scan_folder_made_with_other_settings_is_refused(reference):
     with pytest.raises(MangoError, match=r"holds a scan made with other settings \(optimizer: scan has 'auto', "
-                                         r"given 'ga'\)"):
+                                         r"given 'ga'; readout: scan has 'rate\+drive', given None\)"):
         scan(reference, **{**ARGS, "optimizer": "ga"})
     with pytest.raises(MangoError, match="not a MANGO scan folder"):
         load_scan(Path(reference) / "lif2")

@@ -8,15 +8,19 @@ finished scan measures nothing. Units of one layer advance together and share ev
 """
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from ..errors import MangoError
+from ..optimizers.auto import AUTO, DRIVE, DRIVE_WHY
 from .plan import MANIFEST, Member, ScanConfig, members, read_manifest, resolve_units, write_manifest
 
 __all__ = ["ScanConfig", "load_scan", "scan"]
+log = logging.getLogger("mango")
 
 
 def groups(cfg: ScanConfig, ms: list[Member], size: int | None = None) -> list[list[Member]]:
@@ -53,6 +57,7 @@ def scan(out: str | Path, config: ScanConfig | None = None, *, workers: int | No
             n = len(make_target(cfg.model, f"{layer}:*", cfg.model_weights, steps=cfg.steps).units or ())
             for u in us:
                 parse_objective(cfg.objective, n, u)
+    cfg = _default_readout(cfg, units, progress)
     _check_optimizer(cfg, units)  # before scan.json is written: a typo must not tie the folder to it
     root = Path(out)
     if root.exists() and not root.is_dir():
@@ -70,6 +75,31 @@ def scan(out: str | Path, config: ScanConfig | None = None, *, workers: int | No
     else:
         _run_local(cfg, groups(cfg, ms), root, progress)
     return load_scan(root)
+
+
+def _default_readout(cfg: ScanConfig, units: dict[str, tuple[int, ...]], say: bool) -> ScanConfig:
+    """The readout a run of each member would choose by itself (:func:`mango.experiment.loop.drive_by_default`):
+    with optimizer ``auto``, spiking layers are read as ``rate+drive``, so a scan's unit equals its run alone."""
+    if cfg.optimizer != AUTO or cfg.readout is not None or cfg.objective or cfg.model.startswith("rig:"):
+        return cfg
+    from ..experiment.config import RunConfig
+    from ..experiment.loop import drive_by_default
+    from ..targets import make_target
+
+    for layer, us in units.items():
+        if not us:
+            continue
+        spec = f"{layer}:{us[0]}"
+        run_cfg = RunConfig.from_dict(cfg.run_settings(layer, us[0], 0))
+        if not drive_by_default(run_cfg, make_target(cfg.model, spec, cfg.model_weights, steps=cfg.steps)):
+            return cfg
+        try:
+            make_target(cfg.model, spec, cfg.model_weights, DRIVE, steps=cfg.steps)
+        except MangoError:
+            return cfg
+    if say:
+        log.warning(f"readout {DRIVE} (auto: {DRIVE_WHY})")
+    return replace(cfg, readout=DRIVE)
 
 
 def _check_optimizer(cfg: ScanConfig, units: dict[str, tuple[int, ...]]) -> None:
