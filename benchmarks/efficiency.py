@@ -151,11 +151,14 @@ def ceiling(gen: str, model: str, unit: str, seed: int = 0) -> dict:
 
 
 def plan(units: list[tuple[str, str]], methods: list[str], seeds: int) -> list[tuple]:
-    """Ceilings first, then runs: clean before noisy, seeds 0-2 of every unit before seeds 3 and up."""
+    """Ceilings first, then runs: seeds 0-2 of every unit before seeds 3 and up; within them clean before
+    noisy, and the cheap mnist-snn units before the cifar-snn ones (an interrupted benchmark has both)."""
     items: list[tuple] = [("ceiling", m, u) for m, u in units]
     for group in (range(min(3, seeds)), range(3, seeds)):
         for condition in ("clean", "noisy"):
-            items += [("run", m, u, meth, s, condition) for s in group for m, u in units for meth in methods]
+            for cheap in (True, False):
+                items += [("run", m, u, meth, s, condition) for s in group for m, u in units for meth in methods
+                          if (m == "mnist-snn") == cheap]
     return items
 
 

@@ -2,6 +2,7 @@
 
     python benchmarks/silent.py                         # cifar-snn spiking1 and spiking2, every unit (resumes)
     python benchmarks/silent.py --table-only
+    python benchmarks/silent.py --control               # the same search told the plain rate (the old default)
 
 For every unit of ``--layers``: the default search (what ``mango run`` does with no ``--optimizer`` and no
 ``--readout``: ``codes`` on the VQ-VAE, readout ``rate+drive``) with seed 0, stopped at its first spike or at
@@ -62,14 +63,26 @@ def main() -> None:
     p.add_argument("--runs", type=Path, default=RESULTS / "silent-runs.jsonl")
     p.add_argument("--out", type=Path, default=RESULTS / "silent.json")
     p.add_argument("--table-only", action="store_true")
+    p.add_argument("--control", action="store_true", help="plain rate instead of rate+drive (no white-box runs); "
+                   "recorded in --control-runs and compared in the summary")
+    p.add_argument("--control-runs", type=Path, default=RESULTS / "silent-control-runs.jsonl")
     a = p.parse_args()
     torch.set_num_threads(1)
     gen = mango.GENERATORS.create(a.generator)
     done = {r["unit"]: r for r in read_runs(a.runs)}
+    control = {r["unit"]: r for r in read_runs(a.control_runs)}
     units = [f"{layer}:{u}" for layer in a.layers.split(",")
              for u in mango.make_target(a.model, f"{layer}:*").units]
     for unit in units:
-        if a.table_only or unit in done:
+        if a.control and not a.table_only and unit not in control:
+            f = Objective(gen, mango.make_target(a.model, unit))
+            t0 = time.perf_counter()
+            control[unit] = {"unit": unit, "budget": a.budget, "seed": a.seed, "readout": "rate",
+                             "first_spike": default_search(f, gen.space, a.budget, a.seed),
+                             "seconds": round(time.perf_counter() - t0, 1)}
+            append(a.control_runs, control[unit])
+            print(json.dumps(control[unit]), flush=True)
+        if a.table_only or a.control or unit in done:
             continue
         t0 = time.perf_counter()
         f = Objective(gen, mango.make_target(a.model, unit, readout=DRIVE))
@@ -93,10 +106,16 @@ def main() -> None:
                           "median_first_spike": float(np.median([r["first_spike"] for r in fired])) if fired else None,
                           "silent_but_reachable": missed, "unreachable": unreachable,
                           "silent_share_of_reachable": round(len(missed) / reachable, 3) if reachable else None}
+        plain = [control[r["unit"]] for r in rs if r["unit"] in control]
+        if plain:
+            summary[layer]["plain_rate"] = {"units": len(plain),
+                                            "fired": sum(c["first_spike"] is not None for c in plain)}
         s = summary[layer]
         print(f"{layer}: {s['units']} units; the default made {s['fired_by_default']} fire within {a.budget} "
               f"queries (median first spike {s['median_first_spike']}); silent but reachable by the white box: "
-              f"{len(missed)} ({s['silent_share_of_reachable']}); not reachable: {len(unreachable)} {unreachable}")
+              f"{len(missed)} ({s['silent_share_of_reachable']}); not reachable: {len(unreachable)} {unreachable}"
+              + (f"; told the plain rate instead, {s['plain_rate']['fired']} of {s['plain_rate']['units']} fired"
+                 if "plain_rate" in s else ""))
     a.out.write_text(json.dumps({"meta": {"model": a.model, "generator": a.generator, "budget": a.budget,
                                         "seed": a.seed, "gradient_steps": a.gradient_steps,
                                         "gradient_restarts": a.gradient_restarts, "date": time.strftime("%Y-%m-%d")},

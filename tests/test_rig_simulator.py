@@ -160,8 +160,9 @@ def test_a_crashed_rig_is_restarted_and_answers_flow_again(tmp_path):
         tr.send(make_trials(0, 40, rng))
         first = collect(tr, log, 30, timeout=30)
         assert p.wait(timeout=30) == 3  # died abruptly after 30 presentations
-        # the last answers handed to ZeroMQ may die with the process, as with a real crash
-        assert 0 < len(first) <= 30 and all(a.problem is None for a in first)
+        # the last answers handed to ZeroMQ may die with the process, as with a real crash (on a loaded
+        # machine all 30 can: the process dies before ZeroMQ's I/O thread sends them)
+        assert len(first) <= 30 and all(a.problem is None for a in first)
         t0 = time.monotonic()
         while tr.alive() and time.monotonic() - t0 < 5:
             tr.receive(0.05)
