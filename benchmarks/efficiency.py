@@ -185,8 +185,10 @@ def reach(runs: list[dict], unit: str, condition: str, level: float) -> float:
 
 def report(runs: list[dict], ceilings: dict[str, float], units: list[str], methods: list[str]) -> tuple[dict, str]:
     lines, summary = [], {}
-    fired = {u for u in units if ceilings.get(u, 0) > 0 or any(r["unit"] == u and max(r["at"].values()) > 0
-                                                             for r in runs if r["condition"] == "clean")}
+    # "not silent" (goal 1): some black-box run made the unit fire; units only the white box makes fire are
+    # goal 2's (benchmarks/silent.py)
+    fired = {u for u in units if any(r["unit"] == u and max(r["at"].values()) > 0
+                                     for r in runs if r["condition"] == "clean")}
     for condition in ("clean", "noisy"):
         head = f"{'unit':<22}{'ceiling':>8}  {'method':<13}{'seeds':>5}" + "".join(f"{'@' + str(b):>8}"
                                                                                  for b in BUDGETS)
@@ -227,9 +229,11 @@ def report(runs: list[dict], ceilings: dict[str, float], units: list[str], metho
                   + ", ".join(f"@{b} {v}" for b, v in s["default_within_spread_of_best_other"].items()),
                   "default / white-box ceiling (median unit): "
                   + ", ".join(f"@{b} {v}" for b, v in s["default_over_ceiling_median"].items()), ""]
-    silent = [u for u in units if u not in fired and u in ceilings]
-    summary["unreachable"] = silent
+    silent = [u for u in units if u not in fired and u in ceilings and ceilings[u] == 0]
+    only_white = [u for u in units if u not in fired and ceilings.get(u, 0) > 0]
+    summary["unreachable"], summary["fired_only_white_box"] = silent, only_white
     lines.append(f"no image of the generator found to make these units fire (white-box nor any method): {silent}")
+    lines.append(f"only the white-box search made these fire: {only_white}")
     return summary, "\n".join(lines)
 
 

@@ -161,7 +161,9 @@ def run(config: RunConfig | None = None, *, out: str | Path | None = None, resum
     chosen = []
     if cfg.optimizer == AUTO and tgt_obj is None and drive_by_default(cfg, tgt):
         try:  # recorded in config.json like the optimizer: a resume reads the same
-            gen, tgt, opt = build_components(replace(cfg, readout=DRIVE), gen_obj, None, session)
+            built = build_components(replace(cfg, readout=DRIVE), gen_obj, None, session)
+            opt.close()
+            gen, tgt, opt = built
             cfg = replace(cfg, readout=DRIVE)
             chosen.append(f"readout {DRIVE} (auto: {DRIVE_WHY})")
         except MangoError:  # e.g. a layer whose firing threshold MANGO cannot read: the rate alone
