@@ -3,6 +3,7 @@
     python benchmarks/silent.py                         # cifar-snn spiking1 and spiking2, every unit (resumes)
     python benchmarks/silent.py --table-only
     python benchmarks/silent.py --control               # the same search told the plain rate (the old default)
+    python benchmarks/silent.py --variant codes+start=64  # another method on the units the default left silent
 
 For every unit of ``--layers``: the default search (what ``mango run`` does with no ``--optimizer`` and no
 ``--readout``: ``codes`` on the VQ-VAE, readout ``rate+drive``) with seed 0, stopped at its first spike or at
@@ -30,8 +31,9 @@ class FirstSpike(Exception):
     pass
 
 
-def default_search(f: Objective, space, budget: int, seed: int) -> int | None:
-    """Queries until the first spike of the default search, or None if it stayed silent for ``budget``."""
+def default_search(f: Objective, space, budget: int, seed: int, entry: str | None = None) -> int | None:
+    """Queries until the first spike of the default search (or of optimizer ``entry``), or None if it stayed
+    silent for ``budget``."""
     count = 0
 
     def measure(z: torch.Tensor) -> np.ndarray:
@@ -45,7 +47,7 @@ def default_search(f: Objective, space, budget: int, seed: int) -> int | None:
         return v
 
     try:
-        drive(measure, choose(space)[0], seed, budget, space)
+        drive(measure, entry or choose(space)[0], seed, budget, space)
     except FirstSpike:
         return count
     return None
@@ -66,6 +68,9 @@ def main() -> None:
     p.add_argument("--control", action="store_true", help="plain rate instead of rate+drive (no white-box runs); "
                    "recorded in --control-runs and compared in the summary")
     p.add_argument("--control-runs", type=Path, default=RESULTS / "silent-control-runs.jsonl")
+    p.add_argument("--variant", help="an optimizer entry (NAME+key=value) run with rate+drive on the units the "
+                   "default left silent though the white box makes them fire; recorded in --variant-runs")
+    p.add_argument("--variant-runs", type=Path, default=RESULTS / "silent-variants-runs.jsonl")
     a = p.parse_args()
     torch.set_num_threads(1)
     gen = mango.GENERATORS.create(a.generator)
@@ -95,6 +100,15 @@ def main() -> None:
         append(a.runs, rec)
         done[unit] = rec
         print(json.dumps(rec), flush=True)
+    if a.variant:
+        tried = {(r["variant"], r["unit"]) for r in read_runs(a.variant_runs)}
+        for r in done.values():
+            if r["first_spike"] is None and r.get("white_box", 0) > 0 and (a.variant, r["unit"]) not in tried:
+                f = Objective(gen, mango.make_target(a.model, r["unit"], readout=DRIVE))
+                rec = {"variant": a.variant, "unit": r["unit"], "budget": a.budget, "seed": a.seed,
+                       "first_spike": default_search(f, gen.space, a.budget, a.seed, a.variant)}
+                append(a.variant_runs, rec)
+                print(json.dumps(rec), flush=True)
     summary = {}
     for layer in a.layers.split(","):
         rs = [done[u] for u in units if u.startswith(f"{layer}:") and u in done]
@@ -116,6 +130,16 @@ def main() -> None:
               f"{len(missed)} ({s['silent_share_of_reachable']}); not reachable: {len(unreachable)} {unreachable}"
               + (f"; told the plain rate instead, {s['plain_rate']['fired']} of {s['plain_rate']['units']} fired"
                  if "plain_rate" in s else ""))
+    variants: dict[str, dict] = {}
+    for r in read_runs(a.variant_runs):
+        v = variants.setdefault(r["variant"], {"units": 0, "fired": []})
+        v["units"] += 1
+        if r["first_spike"] is not None:
+            v["fired"].append(r["unit"])
+    for name, v in variants.items():
+        print(f"variant {name} on the units the default left silent: {len(v['fired'])} of {v['units']} fired "
+              f"{v['fired']}")
+    summary["variants_on_silent_but_reachable"] = variants
     a.out.write_text(json.dumps({"meta": {"model": a.model, "generator": a.generator, "budget": a.budget,
                                         "seed": a.seed, "gradient_steps": a.gradient_steps,
                                         "gradient_restarts": a.gradient_restarts, "date": time.strftime("%Y-%m-%d")},
