@@ -22,8 +22,9 @@ from ..generators import Generator, make_generator
 from ..imagespace import adapter
 from ..optimizers import OPTIMIZERS, Optimizer
 from ..optimizers.auto import AUTO, DRIVE, DRIVE_WHY, REMEASURE, choose, resolve
-from ..targets import Target, make_target
+from ..targets import Target, TorchTarget, make_target
 from ..targets.base import AdaptedTarget
+from ..targets.drive import threshold
 from .config import SETTINGS, RunConfig
 from .finish import finish
 from .result import CONFIG_NAME, RunResult
@@ -65,12 +66,18 @@ def build_components(cfg: RunConfig, generator: Generator | None = None, target:
 
 
 def drive_by_default(cfg: RunConfig, tgt: Target) -> bool:
-    """Whether the default run reads the unit's rate with its drive (:data:`~mango.optimizers.auto.DRIVE`): a
-    named noise-free model, one spiking unit read as a rate, and neither a readout nor an objective given."""
-    inner = getattr(tgt, "inner", tgt)
-    readout = getattr(inner, "readout", None)
-    return (cfg.readout is None and not cfg.objective and not noisy(cfg, tgt) and readout is not None
-            and readout.kind == "rate" and getattr(getattr(inner, "spec", None), "layer", None) is not None)
+    """Whether the default reads the unit's rate with its drive (:data:`~mango.optimizers.auto.DRIVE`): optimizer
+    ``auto``, neither a readout nor an objective given, a noise-free model, and a spiking unit read as a rate
+    whose layer has a firing threshold MANGO can read. Runs and scans both decide here."""
+    inner = tgt.inner if isinstance(tgt, AdaptedTarget) else tgt
+    if (cfg.optimizer != AUTO or cfg.readout is not None or cfg.objective or noisy(cfg, tgt)
+            or not isinstance(inner, TorchTarget) or inner.readout.kind != "rate" or inner.spec.layer is None):
+        return False
+    try:
+        threshold(inner._module, inner.spec.layer)
+    except MangoError:  # a layer without one number as its threshold: the rate alone
+        return False
+    return True
 
 
 def noisy(cfg: RunConfig, tgt: Target | None = None) -> bool:
@@ -159,15 +166,11 @@ def run(config: RunConfig | None = None, *, out: str | Path | None = None, resum
     session = hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:12]
     gen, tgt, opt = build_components(cfg, gen_obj, tgt_obj, session)
     chosen = []
-    if cfg.optimizer == AUTO and tgt_obj is None and drive_by_default(cfg, tgt):
-        try:  # recorded in config.json like the optimizer: a resume reads the same
-            built = build_components(replace(cfg, readout=DRIVE), gen_obj, None, session)
-            opt.close()
-            gen, tgt, opt = built
-            cfg = replace(cfg, readout=DRIVE)
-            chosen.append(f"readout {DRIVE} (auto: {DRIVE_WHY})")
-        except MangoError:  # e.g. a layer whose firing threshold MANGO cannot read: the rate alone
-            pass
+    if tgt_obj is None and drive_by_default(cfg, tgt):  # recorded in config.json: a resume reads the same
+        opt.close()
+        cfg = replace(cfg, readout=DRIVE)
+        gen, tgt, opt = build_components(cfg, gen, None, session)  # the target again, with the drive
+        chosen.append(f"readout {DRIVE} (auto: {DRIVE_WHY})")
     if cfg.optimizer == AUTO:  # recorded as the method that runs: config.json, result and resume name it
         name, why = choose(gen.space, noisy(cfg, tgt))
         cfg = replace(cfg, optimizer=name)

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from ..errors import MangoError
-from ..optimizers.auto import AUTO, DRIVE, DRIVE_WHY
+from ..optimizers.auto import DRIVE, DRIVE_WHY
 from .plan import MANIFEST, Member, ScanConfig, members, read_manifest, resolve_units, write_manifest
 
 __all__ = ["ScanConfig", "load_scan", "scan"]
@@ -78,24 +78,18 @@ def scan(out: str | Path, config: ScanConfig | None = None, *, workers: int | No
 
 
 def _default_readout(cfg: ScanConfig, units: dict[str, tuple[int, ...]], say: bool) -> ScanConfig:
-    """The readout a run of each member would choose by itself (:func:`mango.experiment.loop.drive_by_default`):
-    with optimizer ``auto``, spiking layers are read as ``rate+drive``, so a scan's unit equals its run alone."""
-    if cfg.optimizer != AUTO or cfg.readout is not None or cfg.objective or cfg.model.startswith("rig:"):
+    """The readout each member's run would choose by itself (:func:`mango.experiment.loop.drive_by_default`),
+    so a scan's unit equals its run alone: ``rate+drive`` when every layer's units qualify."""
+    if cfg.readout is not None or cfg.model.startswith("rig:"):
         return cfg
     from ..experiment.config import RunConfig
     from ..experiment.loop import drive_by_default
     from ..targets import make_target
 
     for layer, us in units.items():
-        if not us:
-            continue
-        spec = f"{layer}:{us[0]}"
-        run_cfg = RunConfig.from_dict(cfg.run_settings(layer, us[0], 0))
-        if not drive_by_default(run_cfg, make_target(cfg.model, spec, cfg.model_weights, steps=cfg.steps)):
-            return cfg
-        try:
-            make_target(cfg.model, spec, cfg.model_weights, DRIVE, steps=cfg.steps)
-        except MangoError:
+        if us and not drive_by_default(RunConfig.from_dict(cfg.run_settings(layer, us[0], 0)),
+                                       make_target(cfg.model, f"{layer}:{us[0]}", cfg.model_weights,
+                                                   steps=cfg.steps)):
             return cfg
     if say:
         log.warning(f"readout {DRIVE} (auto: {DRIVE_WHY})")
