@@ -266,6 +266,7 @@ def main() -> None:
     p.add_argument("--draw-seed", type=int, default=0)
     p.add_argument("--methods", default="auto,cma,sepcma,ga,ng-portfolio")
     p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--models", default=",".join(LAYERS), help="run only these models' units (the tables keep all)")
     p.add_argument("--shard", default="0/1", help="I/N: this process does every N-th item of the plan, from I")
     p.add_argument("--runs", type=Path, default=RESULTS / "efficiency-runs.jsonl")
     p.add_argument("--out", type=Path, default=RESULTS / "efficiency.json")
@@ -279,7 +280,7 @@ def main() -> None:
     done = {(r["kind"], r["unit"], r.get("method"), r.get("seed"), r.get("condition")) for r in read_runs(a.runs)}
     gens: dict[str, object] = {}
     for i, item in enumerate(plan(units, methods, a.seeds)):
-        if a.table_only or i % shards != shard:
+        if a.table_only or i % shards != shard or item[1] not in a.models.split(","):
             continue
         kind, model, unit = item[:3]
         key = (kind, name(model, unit), *(item[3:] if kind == "run" else (None, None, None)))

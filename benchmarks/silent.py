@@ -4,6 +4,7 @@
     python benchmarks/silent.py --table-only
     python benchmarks/silent.py --control               # the same search told the plain rate (the old default)
     python benchmarks/silent.py --variant codes+start=64  # another method on the units the default left silent
+    python benchmarks/silent.py --entry codes+restart=50 --runs results/silent-restart50-runs.jsonl  # all units
 
 For every unit of ``--layers``: the default search (what ``mango run`` does with no ``--optimizer`` and no
 ``--readout``: ``codes`` on the VQ-VAE, readout ``rate+drive``) with seed 0, stopped at its first spike or at
@@ -62,6 +63,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--gradient-steps", type=int, default=150)
     p.add_argument("--gradient-restarts", type=int, default=4)
+    p.add_argument("--entry", help="the search to measure instead of the default (NAME+key=value)")
     p.add_argument("--runs", type=Path, default=RESULTS / "silent-runs.jsonl")
     p.add_argument("--out", type=Path, default=RESULTS / "silent.json")
     p.add_argument("--table-only", action="store_true")
@@ -91,8 +93,9 @@ def main() -> None:
             continue
         t0 = time.perf_counter()
         f = Objective(gen, mango.make_target(a.model, unit, readout=DRIVE))
-        first = default_search(f, gen.space, a.budget, a.seed)
-        rec = {"unit": unit, "budget": a.budget, "seed": a.seed, "first_spike": first}
+        first = default_search(f, gen.space, a.budget, a.seed, a.entry)
+        rec = {"unit": unit, "entry": a.entry or choose(gen.space)[0], "budget": a.budget, "seed": a.seed,
+               "first_spike": first}
         if first is None:
             mei = mango.gradient_mei(gen, a.model, unit, steps=a.gradient_steps, restarts=a.gradient_restarts)
             rec["white_box"] = round(mei.response, 4)

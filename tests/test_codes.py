@@ -160,7 +160,7 @@ def test_adopting_a_foreign_candidate_ends_the_flat_start(patches):
 
 
 @pytest.mark.parametrize("options", [dict(point=-1.0), dict(point=0.0, block=0.0, tile=0.0), dict(reuse=1.5),
-                                     dict(beta=-1.0), dict(batch=0)])
+                                     dict(beta=-1.0), dict(batch=0), dict(restart=-1), dict(resample=-2)])
 def test_bad_options_are_one_line_errors(patches, options):
     with pytest.raises(MangoError) as err:
         OPTIMIZERS.create("codes", patches.space, seed=0, **options)
@@ -186,3 +186,82 @@ def test_a_noisy_target_gets_the_ga_and_its_best_mean_reported(tmp_path):
     assert res.best_response == pytest.approx(table["mean"].max())
     quiet = mango.run(target=TARGET, noise="poisson", budget=60, remeasure=0, out=tmp_path / "q", progress=False)
     assert quiet.config.remeasure == 0 and quiet.summary()["remeasured"] is None  # a setting given is kept
+
+
+def test_restarts_from_new_flat_codes_only_while_nothing_responds(patches):
+    """A silent unit (every value <= 0) stalls the parent: after ``restart`` asks without a strict improvement
+    the next ``start`` asks are new flat codes. After one value > 0, a stalled search keeps mutating."""
+    space = patches.space
+    opt = CodeSearch(space, seed=0, start=3, restart=5)
+    survey = opt.ask(3)
+    opt.tell(survey, torch.tensor([-0.9, -0.5, -0.7], dtype=torch.float64))
+    stalled = opt.ask(5)  # mutations of the second flat image
+    assert opt.flat == 3 and float((stalled == survey[1]).double().mean()) > 0.5
+    opt.tell(stalled, torch.full((5,), -0.6, dtype=torch.float64))
+    again = opt.ask(3)
+    assert all(len(set(r)) == 1 for r in again.tolist())  # a new survey of flat images ...
+    assert not {r[0] for r in again.tolist()} & {r[0] for r in survey.tolist()}  # ... of codes not tried yet
+    opt.tell(again, torch.tensor([-0.95, -0.8, -0.99], dtype=torch.float64))
+    parent = again[1]
+    assert float((opt.ask(5) == parent).double().mean()) > 0.5  # the new parent: the best of the new survey
+
+    fired = CodeSearch(space, seed=0, start=3, restart=5)
+    first = fired.ask(3)
+    fired.tell(first, torch.tensor([0.0, 0.05, -0.5], dtype=torch.float64))  # one value > 0: it responded
+    for _ in range(4):
+        z = fired.ask(5)
+        fired.tell(z, torch.zeros(5, dtype=torch.float64))
+        assert fired.flat == 3 and not fired.surveying  # no new survey: mutations of the parent
+
+
+def test_restart_zero_never_restarts(patches):
+    opt = CodeSearch(patches.space, seed=0, start=2, restart=0)
+    opt.tell(opt.ask(2), torch.tensor([-1.0, -1.0], dtype=torch.float64))
+    for _ in range(10):
+        opt.tell(opt.ask(10), torch.full((10,), -2.0, dtype=torch.float64))
+        assert opt.flat == 2 and not opt.surveying
+
+
+def test_restarts_are_deterministic_given_seed(patches):
+    """Restarts depend only on the values told: a replayed history (a resumed run) asks the same codes."""
+    silent = lambda z: -1.0 / (1.0 + z.double().sum(1))  # noqa: E731  (always < 0: never responds)
+    a, b = (CodeSearch(patches.space, seed=3, start=4, restart=6) for _ in range(2))
+    za, zb = (torch.cat(asks(o, 12, 3, silent)) for o in (a, b))
+    assert torch.equal(za, zb) and a.flat > 4  # it did restart
+
+
+def test_resample_reshows_the_parent_and_judges_it_by_its_mean(patches):
+    """Under noise a lucky measurement would stay the parent: with ``resample=3`` every third mutation ask
+    shows the parent again, its value becomes the mean of its measurements, and a child above that mean wins."""
+    opt = CodeSearch(patches.space, seed=0, start=2, restart=0, resample=3)
+    survey = opt.ask(2)
+    opt.tell(survey, torch.tensor([1.0, 0.2], dtype=torch.float64))  # parent: survey[0], one lucky 1.0
+    z = opt.ask(3)
+    assert torch.equal(z[2], survey[0]) and not torch.equal(z[0], survey[0]) and not torch.equal(z[1], survey[0])
+    opt.tell(z, torch.tensor([0.5, 0.4, 0.0], dtype=torch.float64))
+    assert opt.value == 0.5 and np.array_equal(opt.parent, survey[0].numpy())  # mean of 1.0 and 0.0
+    child = opt.ask(1)
+    opt.tell(child, torch.tensor([0.6], dtype=torch.float64))
+    assert np.array_equal(opt.parent, child[0].numpy()) and opt.value == 0.6
+
+    plain = CodeSearch(patches.space, seed=0, start=2, restart=0)  # without: the lucky 1.0 stays the parent
+    plain.tell(plain.ask(2), torch.tensor([1.0, 0.2], dtype=torch.float64))
+    z = plain.ask(3)
+    assert not any(torch.equal(r, survey[0]) for r in z)
+    plain.tell(z, torch.tensor([0.5, 0.4, 0.0], dtype=torch.float64))
+    plain.tell(plain.ask(1), torch.tensor([0.6], dtype=torch.float64))
+    assert plain.value == 1.0 and np.array_equal(plain.parent, survey[0].numpy())
+
+
+def test_a_noisy_target_on_codes_gets_codes_noisy(tmp_path, patches):
+    """``auto`` with injected noise on a categorical latent: ``codes-noisy`` (the parent re-shown), said and
+    recorded; its runs show the parent again, so some latents are measured more than once."""
+    res = mango.run(generator=patches, target=TARGET, noise="poisson", budget=60, out=tmp_path / "n",
+                    progress=False)
+    assert res.config.optimizer == "codes-noisy" and res.config.remeasure == 5
+    desc = OPTIMIZERS.create("codes-noisy", patches.space, seed=0).describe()
+    assert desc["resample"] == 4 and OPTIMIZERS.create("codes", patches.space, seed=0).describe()["resample"] == 0
+    from mango.experiment.history import latents
+
+    keys = [tuple(v) for v in latents(res.history).tolist()]
+    assert len(set(keys)) < len(keys)  # the parent shown again
