@@ -276,11 +276,11 @@ def main() -> None:
     torch.set_num_threads(1)
     methods = a.methods.split(",")
     shard, shards = (int(x) for x in a.shard.split("/"))
-    units = draw(a.units, a.draw_seed)
+    units, models = draw(a.units, a.draw_seed), a.models.split(",")
     done = {(r["kind"], r["unit"], r.get("method"), r.get("seed"), r.get("condition")) for r in read_runs(a.runs)}
     gens: dict[str, object] = {}
     for i, item in enumerate(plan(units, methods, a.seeds)):
-        if a.table_only or i % shards != shard or item[1] not in a.models.split(","):
+        if a.table_only or i % shards != shard or item[1] not in models:
             continue
         kind, model, unit = item[:3]
         key = (kind, name(model, unit), *(item[3:] if kind == "run" else (None, None, None)))

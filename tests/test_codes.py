@@ -161,7 +161,8 @@ def test_adopting_a_foreign_candidate_ends_the_flat_start(patches):
 
 
 @pytest.mark.parametrize("options", [dict(point=-1.0), dict(point=0.0, block=0.0, tile=0.0), dict(reuse=1.5),
-                                     dict(beta=-1.0), dict(batch=0), dict(restart=-1), dict(resample=-2)])
+                                     dict(beta=-1.0), dict(batch=0), dict(restart=-1), dict(resample=-2),
+                                     dict(resample=1)])
 def test_bad_options_are_one_line_errors(patches, options):
     with pytest.raises(MangoError) as err:
         OPTIMIZERS.create("codes", patches.space, seed=0, **options)

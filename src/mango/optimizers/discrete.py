@@ -85,9 +85,10 @@ class CodeSearch(Optimizer):
         if min(point, block, tile) < 0 or point + block + tile <= 0:
             raise MangoError(f"codes needs mutation weights point, block, tile >= 0 with a positive sum, got "
                              f"point={point}, block={block}, tile={tile}")
-        if not 0 <= reuse <= 1 or beta < 0 or restart < 0 or resample < 0:
-            raise MangoError(f"codes needs 0 <= reuse <= 1 and beta, restart, resample >= 0, got reuse={reuse}, "
-                             f"beta={beta}, restart={restart}, resample={resample}")
+        if not 0 <= reuse <= 1 or beta < 0 or restart < 0 or resample < 0 or resample == 1:
+            raise MangoError(f"codes needs 0 <= reuse <= 1, beta >= 0, restart >= 0 and resample 0 or >= 2 (1 would "
+                             f"only re-show the parent), got reuse={reuse}, beta={beta}, restart={restart}, "
+                             f"resample={resample}")
         self.preferred_batch = int(batch)
         self.start, self.reuse, self.beta, self.ties, self.flat_start = int(start), float(reuse), float(beta), \
             bool(ties), bool(flat_start)
@@ -163,17 +164,15 @@ class CodeSearch(Optimizer):
                     self.flat += 1
                 else:
                     z = self.rng.integers(self.space.size, size=self.space.dim)
-            elif self.resample and self.mutations % self.resample == self.resample - 1:
-                self.stale += 1
-                self.mutations += 1
-                z = self.parent.copy()  # shown again: a lucky measurement does not stay the parent for long
             else:
-                self.stale += 1
-                self.mutations += 1
-                for _ in range(20):
-                    z = self._mutate(self.parent)
-                    if z.tobytes() not in self.seen:
-                        break
+                if self.resample and self.mutations % self.resample == self.resample - 1:
+                    z = self.parent.copy()  # shown again: a lucky measurement does not stay the parent for long
+                else:
+                    for _ in range(20):
+                        z = self._mutate(self.parent)
+                        if z.tobytes() not in self.seen:
+                            break
+                self.stale, self.mutations = self.stale + 1, self.mutations + 1
             self.seen.add(z.tobytes())
             self.asked += 1
             out.append(z)
