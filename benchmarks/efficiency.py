@@ -2,6 +2,11 @@
 
     python benchmarks/efficiency.py --shard 0/2 & python benchmarks/efficiency.py --shard 1/2   # resumes
     python benchmarks/efficiency.py --table-only              # the tables from the runs recorded so far
+    # held-out units (another draw), and a candidate default measured as the default runs:
+    python benchmarks/efficiency.py --draw-seed 1 --models mnist-snn \
+        --runs benchmarks/results/efficiency-draw1-runs.jsonl --out benchmarks/results/efficiency-draw1.json
+    python benchmarks/efficiency.py --models mnist-snn --methods sepcma+sigma=1.6 --drive sepcma+sigma=1.6 \
+        --runs benchmarks/results/efficiency-continuous-variants.jsonl
 
 **Units:** ``--units`` (24) drawn by a seeded permutation of each layer (``--draw-seed``), taken in turn from
 mnist-snn ``lif1``, ``lif2``, ``class`` (generator mnist-sngan) and cifar-snn ``spiking0``, ``spiking1``,
@@ -24,6 +29,10 @@ recomputed at each B from the first B - 25 presentations).
 **Ceiling:** the white-box gradient MEI of each unit (:func:`mango.gradient_mei`); a unit that no method and
 not the white-box search makes fire is reported as unreachable for that generator.
 
+**"Within the seed spread"** is reported two ways: the default's upper quartile against the best other
+method's median, and a one-sided Mann-Whitney U test of each other method against the default over the
+seeds' scores (p < 0.05).
+
 Records go to ``--runs`` (JSON lines, one per run); the tables and ``--out`` are built from every record.
 """
 from __future__ import annotations
@@ -41,6 +50,7 @@ from _common import RESULTS, Objective, append, drive, read_runs
 
 import mango
 from mango.optimizers.auto import choose
+from mango.targets.drive import until_spike
 
 LAYERS = {"mnist-snn": ("mnist-sngan", ["lif1", "lif2", "class"]),
           "cifar-snn": ("cifar-vqvae", ["spiking0", "spiking1", "spiking2", "class"])}
@@ -122,6 +132,7 @@ def run_one(f: Objective, unit: str, method: str, seed: int, condition: str, spa
     def measure(z: torch.Tensor) -> np.ndarray:
         if noisy is None:
             r, v = f.evaluate(z)
+            v = until_spike(torch.from_numpy(r), torch.from_numpy(v), any(c.max() > 0 for c in clean)).numpy()
             clean.append(r)
             return v
         v = noisy(z)
@@ -137,9 +148,10 @@ def run_one(f: Objective, unit: str, method: str, seed: int, condition: str, spa
             "wall_s": round(time.perf_counter() - t0, 2)}
 
 
-def uses_drive(method: str, condition: str, unit: str) -> bool:
-    """Whether ``mango run`` reads this unit with ``rate+drive`` (mango.experiment.loop.drive_by_default)."""
-    return method == "auto" and condition == "clean" and not unit.startswith("class:")
+def uses_drive(method: str, condition: str, unit: str, also: tuple[str, ...] = ()) -> bool:
+    """Whether ``mango run`` reads this unit with ``rate+drive`` (mango.experiment.loop.drive_by_default);
+    ``also``: candidate defaults measured the way the default runs."""
+    return (method == "auto" or method in also) and condition == "clean" and not unit.startswith("class:")
 
 
 def ceiling(gen: str, model: str, unit: str, seed: int = 0) -> dict:
@@ -176,6 +188,22 @@ def medians(runs: list[dict], unit: str, method: str, condition: str) -> tuple[d
             len(rs))
 
 
+def scores_at(runs: list[dict], unit: str, method: str, condition: str, budget: int) -> list[float]:
+    return [r["at"][str(budget)] for r in runs if (r["unit"], r["method"], r["condition"]) == (unit, method, condition)]
+
+
+def worse(runs: list[dict], unit: str, condition: str, other: str, budget: int, alpha: float = 0.05) -> bool:
+    """Whether ``other`` is better than the default at ``budget`` beyond the seed spread: a one-sided
+    Mann-Whitney U test over the seeds' scores at level ``alpha`` (with 5 seeds each: at most 4 of the 25
+    pairs favour the default)."""
+    from scipy.stats import mannwhitneyu
+
+    a, b = scores_at(runs, unit, other, condition, budget), scores_at(runs, unit, "auto", condition, budget)
+    if len(set(a) | set(b)) < 2:
+        return False
+    return bool(mannwhitneyu(a, b, alternative="greater").pvalue < alpha)
+
+
 def reach(runs: list[dict], unit: str, condition: str, level: float) -> float:
     """Median over seeds of the queries the default needs to report an MEI at ``level`` (inf: never)."""
     rs = [r for r in runs if (r["unit"], r["method"], r["condition"]) == (unit, "auto", condition)]
@@ -193,7 +221,8 @@ def report(runs: list[dict], ceilings: dict[str, float], units: list[str], metho
         head = f"{'unit':<22}{'ceiling':>8}  {'method':<13}{'seeds':>5}" + "".join(f"{'@' + str(b):>8}"
                                                                                  for b in BUDGETS)
         lines += [f"## {condition}", head]
-        rows, goal1, spread, ratio, needs = [], [], {b: [] for b in BUDGETS}, {b: [] for b in BUDGETS}, []
+        rows, goal1, needs = [], [], []
+        spread, tested, ratio = ({b: [] for b in BUDGETS} for _ in range(3))
         for u in units:
             table = {m: medians(runs, u, m, condition) for m in methods}
             if not all(table[m][2] for m in methods):
@@ -211,6 +240,10 @@ def report(runs: list[dict], ceilings: dict[str, float], units: list[str], metho
             for b in BUDGETS:
                 best_other = max(table[m][0][b] for m in methods if m != "auto")
                 spread[b].append(table["auto"][1][b] >= best_other)
+                beaten = [m for m in methods if m != "auto" and worse(runs, u, condition, m, b)]
+                tested[b].append(not beaten)
+                if beaten:
+                    lines.append(f"{u} @{b}: {', '.join(beaten)} better than the default beyond the seed spread")
                 if ceilings.get(u, 0) > 0:
                     ratio[b].append(table["auto"][0][b] / ceilings[u])
         summary[condition] = {
@@ -218,6 +251,7 @@ def report(runs: list[dict], ceilings: dict[str, float], units: list[str], metho
             "default@1000_reaches_portfolio@3000": f"{sum(goal1)}/{len(goal1)}",
             "default_queries_to_portfolio@3000_median": float(np.median(needs)) if needs else None,
             "default_within_spread_of_best_other": {str(b): f"{sum(v)}/{len(v)}" for b, v in spread.items()},
+            "no_other_better_mann_whitney_0.05": {str(b): f"{sum(v)}/{len(v)}" for b, v in tested.items()},
             "default_over_ceiling_median": {str(b): round(float(np.median(v)), 3) if v else None
                                             for b, v in ratio.items()},
             "rows": rows}
@@ -227,6 +261,8 @@ def report(runs: list[dict], ceilings: dict[str, float], units: list[str], metho
                   f"{s['default_queries_to_portfolio@3000_median']}",
                   "default's upper quartile >= the best other method's median: "
                   + ", ".join(f"@{b} {v}" for b, v in s["default_within_spread_of_best_other"].items()),
+                  "no other method better than the default (one-sided Mann-Whitney U over seeds, p < 0.05): "
+                  + ", ".join(f"@{b} {v}" for b, v in s["no_other_better_mann_whitney_0.05"].items()),
                   "default / white-box ceiling (median unit): "
                   + ", ".join(f"@{b} {v}" for b, v in s["default_over_ceiling_median"].items()), ""]
     silent = [u for u in units if u not in fired and u in ceilings and ceilings[u] == 0]
@@ -270,17 +306,23 @@ def main() -> None:
     p.add_argument("--shard", default="0/1", help="I/N: this process does every N-th item of the plan, from I")
     p.add_argument("--runs", type=Path, default=RESULTS / "efficiency-runs.jsonl")
     p.add_argument("--out", type=Path, default=RESULTS / "efficiency.json")
+    p.add_argument("--drive", default="", help="these methods too read rate+drive where the default does "
+                   "(candidate defaults)")
+    p.add_argument("--conditions", default="clean,noisy", help="run only these conditions' runs")
     p.add_argument("--table-only", action="store_true")
     p.add_argument("--markdown", action="store_true", help="also print the per-unit tables for docs/benchmarks.md")
     a = p.parse_args()
     torch.set_num_threads(1)
-    methods = a.methods.split(",")
+    methods, also = a.methods.split(","), tuple(filter(None, a.drive.split(",")))
+    conditions = a.conditions.split(",")
     shard, shards = (int(x) for x in a.shard.split("/"))
     units, models = draw(a.units, a.draw_seed), a.models.split(",")
     done = {(r["kind"], r["unit"], r.get("method"), r.get("seed"), r.get("condition")) for r in read_runs(a.runs)}
     gens: dict[str, object] = {}
     for i, item in enumerate(plan(units, methods, a.seeds)):
         if a.table_only or i % shards != shard or item[1] not in models:
+            continue
+        if item[0] == "run" and item[5] not in conditions:
             continue
         kind, model, unit = item[:3]
         key = (kind, name(model, unit), *(item[3:] if kind == "run" else (None, None, None)))
@@ -292,7 +334,7 @@ def main() -> None:
             print(f"{rec['unit']} ceiling {rec['response']:.3f} ({rec['seconds']:.0f} s)", flush=True)
         else:
             gen = gens.setdefault(gen_name, mango.GENERATORS.create(gen_name))
-            readout = "rate+drive" if uses_drive(item[3], item[5], unit) else None
+            readout = "rate+drive" if uses_drive(item[3], item[5], unit, also) else None
             f = Objective(gen, mango.make_target(model, unit, readout=readout))
             unit_key = units.index((model, unit))
             rec = run_one(f, name(model, unit), item[3], item[4], item[5], gen.space, unit_key)

@@ -8,6 +8,7 @@ import torch
 
 import mango
 from mango.generators import GENERATORS
+from mango.generators.base import Generator
 from mango.targets import MODELS
 
 
@@ -26,6 +27,26 @@ def digits():
     from mango.data import mnist_digits
 
     return mnist_digits("test")
+
+
+class PatchCodes(Generator):
+    """Codes ``[B, 49]`` in ``[0, 32)`` -> ``[B, 1, 28, 28]``: a 7x7 grid of 4x4 codebook patches."""
+
+    name, image_shape = "patch-codes", (1, 28, 28)
+
+    def __init__(self, size: int = 32, seed: int = 0) -> None:
+        self.space = mango.LatentSpace(49, size, None)
+        self.book = (torch.rand(size, 4, 4, generator=torch.Generator().manual_seed(seed)) > 0.6).float()
+        self.book[0] = 0
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        z = self.space.check(z)
+        return self.book[z.long()].view(-1, 7, 7, 4, 4).permute(0, 1, 3, 2, 4).reshape(-1, 1, 28, 28)
+
+
+@pytest.fixture(scope="session")
+def patches() -> PatchCodes:
+    return PatchCodes()
 
 
 @pytest.fixture()

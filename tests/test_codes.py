@@ -1,9 +1,9 @@
 """The ``codes`` optimizer ((1+lambda) EA over categorical codes): it beats random search on a categorical
 latent, is deterministic, and adopts a better foreign candidate (inject) as its parent.
 
-The categorical generator is a small one made here (no release files): MNIST-sized images from a 7x7 grid of
-codes, each code one of 32 fixed random 4x4 binary patches (code 0 blank), the VQ-VAE's structure in
-miniature; the target is the embedded mnist-snn's default unit.
+The categorical generator is a small one made in conftest (``patches``, no release files): MNIST-sized images
+from a 7x7 grid of codes, each code one of 32 fixed random 4x4 binary patches (code 0 blank), the VQ-VAE's
+structure in miniature; the target is the embedded mnist-snn's default unit.
 """
 from __future__ import annotations
 
@@ -13,31 +13,10 @@ import torch
 
 import mango
 from mango import MangoError
-from mango.generators.base import Generator
 from mango.optimizers import OPTIMIZERS
 from mango.optimizers.discrete import CodeSearch
 
 TARGET = "lif2:12"  # RunConfig's default unit
-
-
-class PatchCodes(Generator):
-    """Codes ``[B, 49]`` in ``[0, 32)`` -> ``[B, 1, 28, 28]``: a 7x7 grid of 4x4 codebook patches."""
-
-    name, image_shape = "patch-codes", (1, 28, 28)
-
-    def __init__(self, size: int = 32, seed: int = 0) -> None:
-        self.space = mango.LatentSpace(49, size, None)
-        self.book = (torch.rand(size, 4, 4, generator=torch.Generator().manual_seed(seed)) > 0.6).float()
-        self.book[0] = 0
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        z = self.space.check(z)
-        return self.book[z.long()].view(-1, 7, 7, 4, 4).permute(0, 1, 3, 2, 4).reshape(-1, 1, 28, 28)
-
-
-@pytest.fixture(scope="module")
-def patches() -> PatchCodes:
-    return PatchCodes()
 
 
 def test_registered_with_a_description():

@@ -18,6 +18,7 @@ import mango
 from mango import MangoError
 from mango.cli.main import app
 from mango.scan import load_scan, scan, summary
+from mango.scan.group import Ways
 
 runner = CliRunner()
 ARGS = dict(layers=["lif2"], units="0-3", budget=96, seeds=2, progress=False)
@@ -44,6 +45,30 @@ def test_units_searched_together_equal_each_unit_searched_alone(reference, tmp_p
         pd.testing.assert_frame_equal(history(reference / "lif2" / f"u{unit:04d}-s{seed}"), history(alone.run_dir))
         row = df[(df["unit"] == unit) & (df["seed"] == seed)].iloc[0]
         assert row["best_response"] == alone.best_response
+
+
+@pytest.mark.parametrize("together", [True, False])
+def test_measuring_all_members_in_one_forward_or_each_apart_gives_the_same_runs(reference, tmp_path, monkeypatch,
+                                                                               together):
+    """The scan picks the faster way by timing it; whichever it picks, every history is the same."""
+    chosen = []
+    monkeypatch.setattr(Ways, "together", lambda self: chosen.append(together) or together)
+    out = tmp_path / "forced"
+    scan(out, **{**ARGS, "seeds": 1})
+    assert chosen and set(chosen) == {together}
+    for run_dir in sorted(out.glob("lif2/u*")):
+        pd.testing.assert_frame_equal(history(run_dir), history(reference / "lif2" / run_dir.name))
+
+
+def test_the_faster_way_is_chosen_and_the_other_tried_again_now_and_then():
+    ways, picks = Ways(adaptive=True), []
+    for _ in range(450):
+        t = ways.together()
+        picks.append(t)
+        ways.record(t, 1.0 if t else 3.0, 10)  # together 3x cheaper per image
+    assert picks[:3] == [False, False, True]  # warm-up, then one step each way
+    assert picks[3:].count(False) == 2  # the slower way only every 200th step
+    assert not Ways(adaptive=False).together()  # a rig or a noisy target: always member by member
 
 
 def test_rerunning_a_finished_scan_measures_nothing(reference):

@@ -23,6 +23,7 @@ from ..errors import MangoError
 from ..generators import Generator
 from ..optimizers import Optimizer
 from ..targets import Target
+from ..targets.drive import until_spike
 from .config import RunConfig
 from .history import latents
 from .measure import measure_values, noise_key
@@ -178,6 +179,7 @@ class Loop:
         values = torch.full((k,), -torch.inf, dtype=torch.float64)
         values[have] = recorded
         if len(todo):
+            val = until_spike(resp, val, self.best > 0 or bool((recorded > 0).any()))
             # a rig's NaN: left out (never answered); a network's NaN or inf: a failed measurement (the worst)
             left_out = resp.isnan() if self.rig is not None else torch.zeros_like(resp, dtype=torch.bool)
             keep = (torch.isfinite(resp) & torch.isfinite(val)) | left_out

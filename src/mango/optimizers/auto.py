@@ -16,11 +16,12 @@
 
 **Silent units** (a spiking layer's unit of a noise-free model, no ``--readout`` given): the readout is
 ``rate+drive`` (:data:`DRIVE`). A unit that has not spiked yet tells the optimizer how close its membrane
-came to the threshold, so the search climbs instead of wandering on a flat 0; once it spikes the value is the
-rate itself, and the response recorded and reported is always the rate (:mod:`mango.targets.drive`).
+came to the threshold, so the search climbs instead of wandering on a flat 0; from the batch of its first
+spike on, the optimizer is told the rate itself, and the response recorded and reported is always the rate
+(:mod:`mango.targets.drive`).
 On codes, ``codes`` also starts over from new flat images while nothing has responded (its ``restart``):
 with both, 154 of the 160 cifar-snn ``spiking1``/``spiking2`` units that some image makes fire did so within
-1,000 queries, against 148 without restarts (``benchmarks/silent.py``).
+1,000 queries, against 148 without restarts (seed 0; 152 and 151 with seeds 1 and 2; ``benchmarks/silent.py``).
 
 The choice is made once, when a run starts, and recorded: the run's ``config.json`` names the method chosen,
 so a resumed run and its result say what actually ran.
@@ -36,6 +37,10 @@ DRIVE_WHY = ("a spiking unit: until it spikes, its membrane's closeness to thres
              "reported response stays the spike rate")
 #: a noisy run's default ``remeasure``: its 5 best candidates are shown this many more times at the end
 REMEASURE = 5
+#: a rig run's default batch (images per block) when the method chosen prefers fewer, and why
+RIG_BATCH = 20
+RIG_BATCH_WHY = ("a rig shows images in blocks, and a block of one image pays the rig's and MANGO's time per "
+                 "block on every image")
 
 
 def choose(space: LatentSpace, noisy: bool = False) -> tuple[str, str]:

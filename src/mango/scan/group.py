@@ -9,6 +9,7 @@ targets are built to be bit-identical), so every run equals the run of its unit 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from collections.abc import Generator as Coroutine
 from contextlib import ExitStack
@@ -128,20 +129,28 @@ def view(tgt: Target, w: torch.Tensor, cfg: RunConfig) -> Target:
     return view
 
 
-def _own_columns(tgt: Target, images: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One member's weighted responses and values for its images, computing only the units it weighs.
-
-    On a CPU a convolution costs the same per image at batch 16 as at 512, so one forward of every
-    member's images computing every member's channel costs more than each member's images with its own
-    channel (measured on cifar-snn ``spiking1``, T=20: 6.4 against 4.5 ms per image, CPU time). A unit's
-    column is bit-identical either way (the multi-unit targets are built so), so every run stays equal to
-    its unit's run alone.
-    """
+def _torch_inner(tgt: Target) -> TorchTarget | None:
+    """The noise-free multi-unit torch target under ``tgt``, whose units can be chosen per call, or None."""
     inner = tgt.inner if isinstance(tgt, AdaptedTarget) else tgt
+    if isinstance(inner, TorchTarget) and inner.units is not None and not inner.noise:
+        return inner
+    return None
+
+
+def _weighted(r: torch.Tensor, v: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Responses and values weighted by ``w`` over the columns it weighs (another unit's NaN stays out)."""
     keep = torch.nonzero(w).flatten()
-    if not isinstance(inner, TorchTarget) or inner.units is None or len(keep) == len(w):
-        r, v = evaluate(tgt, images)
-        return r @ w, v @ w
+    return r[:, keep] @ w[keep], v[:, keep] @ w[keep]
+
+
+def _own_columns(tgt: Target, images: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One member's weighted responses and values for its images, computing only the units it weighs. A
+    unit's column is bit-identical to the one of a forward of all units (the multi-unit targets are built
+    so), so every run stays equal to its unit's run alone."""
+    inner = _torch_inner(tgt)
+    keep = torch.nonzero(w).flatten()
+    if inner is None or len(keep) == len(w):
+        return _weighted(*evaluate(tgt, images), w)
     every = inner.units
     inner._set_units(tuple(every[j] for j in keep.tolist()))
     try:
@@ -149,6 +158,42 @@ def _own_columns(tgt: Target, images: torch.Tensor, w: torch.Tensor) -> tuple[to
     finally:
         inner._set_units(every)
     return r @ w[keep], v @ w[keep]
+
+
+class Ways:
+    """How a step's images are measured: *together* (one forward of every member's images, computing every
+    member's unit) or *apart* (each member's images in their own forward, computing only its unit).
+
+    Which is faster depends on the hardware: on this project's 2-core CPU (cifar-snn ``spiking1``, T=20, one
+    thread) apart costs 4.2 ms per image even one image at a time, together 7.6 ms for 32 images of 32 units
+    (a CPU convolution is no cheaper per image in a bigger batch, and together computes every member's
+    channel); a GPU, mostly idle at small batches, should favour together (not measured: no GPU was lent). So
+    the scan measures it: after one untimed warm-up step apart, one step each way, then the cheaper per image, the
+    other tried again every ``probe`` steps in case the load changed. Both ways give bit-identical columns,
+    so the choice changes speed, never a history. A target with noise or outside torch (a rig) is always
+    measured apart, member by member: its noise and presentations are drawn in that order.
+    """
+
+    def __init__(self, adaptive: bool, probe: int = 200) -> None:
+        self.adaptive, self.probe = adaptive, probe
+        self.cost: dict[bool, float] = {}  # seconds per image, by way (True: together)
+        self.steps = 0
+
+    def together(self) -> bool:
+        if not self.adaptive:
+            return False
+        if self.steps == 0:
+            return False
+        for way in (False, True):
+            if way not in self.cost:
+                return way
+        best = self.cost[True] <= self.cost[False]
+        return (not best) if self.steps % self.probe == 0 else best
+
+    def record(self, together: bool, seconds: float, images: int) -> None:
+        if self.adaptive and self.steps > 0 and images:
+            self.cost[together] = seconds / images
+        self.steps += 1
 
 
 def _lockstep(members: list[tuple[Loop, torch.Tensor]], gen, tgt: Target,
@@ -160,19 +205,26 @@ def _lockstep(members: list[tuple[Loop, torch.Tensor]], gen, tgt: Target,
         req = next(steps, None)
         if req is not None:
             active[i] = (loop, steps, req)
-    n = 0
+    n, ways = 0, Ways(_torch_inner(tgt) is not None)
     while active:
         order = sorted(active)
         reqs = [active[i][2] for i in order]
         z = torch.cat([r.z for r in reqs])
         tgt.reseed(noise_key(members[order[0]][0].cfg.seed, n))  # noise (if any) is seeded per step
         images = gen.decode(z)  # one decode for every request
-        pos = 0
+        together, t0 = ways.together(), time.perf_counter()
+        if together:
+            r, v = evaluate(tgt, images)
+        pos, parts = 0, []
         for i, req in zip(order, reqs, strict=True):
+            k, w = len(req.z), members[i][1]
+            parts.append(_weighted(r[pos:pos + k], v[pos:pos + k], w) if together
+                         else _own_columns(tgt, images[pos:pos + k], w))
+            pos += k
+        ways.record(together, time.perf_counter() - t0, len(images))
+        for i, req, (mine, told) in zip(order, reqs, parts, strict=True):
             loop, steps, _ = active[i]
             k = len(req.z)
-            mine, told = _own_columns(tgt, images[pos:pos + k], members[i][1])
-            pos += k
             try:
                 nxt = steps.send((mine, torch.zeros_like(mine), told))
                 active[i] = (loop, steps, nxt)
