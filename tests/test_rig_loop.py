@@ -132,6 +132,25 @@ def test_stopped_mid_block_resumes_and_matches_answers_sent_before(tmp_path, sng
     pd.testing.assert_series_equal(resumed.history["response"], full.history["response"])
 
 
+def test_the_default_on_codes_shows_a_rig_blocks_not_single_images(tmp_path, patches):
+    """codes prefers one image per ask; on a rig the default batch is RIG_BATCH images per block, said and
+    recorded (a resume keeps it); an explicit --batch is kept."""
+    from mango.optimizers.auto import RIG_BATCH
+
+    res = mango.run(target=rig(FakeRig()), generator=patches, budget=2 * RIG_BATCH, out=tmp_path / "r",
+                    progress=False)
+    assert (res.config.optimizer, res.config.batch) == ("codes-noisy", RIG_BATCH)
+    assert res.history["batch"].value_counts().tolist() == [RIG_BATCH, RIG_BATCH]
+    with RunStore.read(tmp_path / "r") as store:
+        assert f"batch {RIG_BATCH} (auto: a rig shows images in blocks" in " ".join(store.events()["text"])
+    again = mango.run(target=rig(FakeRig()), generator=patches, budget=3 * RIG_BATCH, out=tmp_path / "r",
+                      resume=True, progress=False)
+    assert again.config.batch == RIG_BATCH and len(again.history) == 3 * RIG_BATCH
+    mine = mango.run(target=rig(FakeRig()), generator=patches, budget=10, batch=5, out=tmp_path / "b",
+                     progress=False)
+    assert mine.config.batch == 5
+
+
 def test_channel_out_of_range_fails_at_start(tmp_path, sngan):
     with pytest.raises(MangoError, match=r"channel 7 out of range: the rig records 4 channels \(0..3\)"):
         mango.run(target=rig(FakeRig(), "ch:7"), generator=sngan, budget=20, out=tmp_path / "r", progress=False)

@@ -21,7 +21,7 @@ from ..errors import MangoError
 from ..generators import Generator, make_generator
 from ..imagespace import adapter
 from ..optimizers import OPTIMIZERS, Optimizer
-from ..optimizers.auto import AUTO, DRIVE, DRIVE_WHY, REMEASURE, choose, resolve
+from ..optimizers.auto import AUTO, DRIVE, DRIVE_WHY, REMEASURE, RIG_BATCH, RIG_BATCH_WHY, choose, resolve
 from ..targets import Target, TorchTarget, make_target
 from ..targets.base import AdaptedTarget
 from ..targets.drive import threshold
@@ -175,6 +175,9 @@ def run(config: RunConfig | None = None, *, out: str | Path | None = None, resum
         name, why = choose(gen.space, noisy(cfg, tgt))
         cfg = replace(cfg, optimizer=name)
         chosen.append(f"optimizer {name} (auto: {why})")
+        if cfg.batch is None and is_rig(tgt) and opt.preferred_batch < RIG_BATCH:
+            cfg = replace(cfg, batch=min(RIG_BATCH, cfg.budget))
+            chosen.append(f"batch {cfg.batch} (auto: {RIG_BATCH_WHY})")
     # injected noise only: a rig's budget counts presentations, and re-measuring would show images beyond it
     if not resume and "remeasure" not in given and cfg.noise is not None:
         cfg = replace(cfg, remeasure=REMEASURE)

@@ -13,6 +13,9 @@
   Nevergrad's NGOpt called directly over the codes (``benchmarks/categorical.py``, docs/benchmarks.md).
   **A noisy target**: ``codes-noisy``, the same search re-showing its parent every 4th ask and judging it
   by its mean, so a lucky count does not stay the parent (:class:`~.discrete.CodeSearch`, ``resample``).
+  On a rig it shows blocks of :data:`RIG_BATCH` (20) images, not one at a time: blocks of 20 cost 10 % of
+  the score at 1,000 presentations and 2 % at 3,000 under living-like noise (docs/benchmarks.md, "What
+  batching costs ``codes``"), against a rig's time per block on every image.
 
 **Silent units** (a spiking layer's unit of a noise-free model, no ``--readout`` given): the readout is
 ``rate+drive`` (:data:`DRIVE`). A unit that has not spiked yet tells the optimizer how close its membrane
