@@ -129,10 +129,14 @@ def run_one(f: Objective, unit: str, method: str, seed: int, condition: str, spa
     t0, f.seconds = time.perf_counter(), 0.0
     clean: list[np.ndarray] = []
 
+    spiked = False
+
     def measure(z: torch.Tensor) -> np.ndarray:
+        nonlocal spiked
         if noisy is None:
             r, v = f.evaluate(z)
-            v = until_spike(torch.from_numpy(r), torch.from_numpy(v), any(c.max() > 0 for c in clean)).numpy()
+            v = until_spike(torch.from_numpy(r), torch.from_numpy(v), spiked).numpy()
+            spiked = spiked or bool((r > 0).any())
             clean.append(r)
             return v
         v = noisy(z)

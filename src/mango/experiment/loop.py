@@ -21,7 +21,7 @@ from ..errors import MangoError
 from ..generators import Generator, make_generator
 from ..imagespace import adapter
 from ..optimizers import OPTIMIZERS, Optimizer
-from ..optimizers.auto import AUTO, DRIVE, DRIVE_WHY, REMEASURE, RIG_BATCH, RIG_BATCH_WHY, choose, resolve
+from ..optimizers.auto import AUTO, DRIVE, DRIVE_WHY, REMEASURE, choose, default_batch, resolve
 from ..targets import Target, TorchTarget, make_target
 from ..targets.base import AdaptedTarget
 from ..targets.drive import threshold
@@ -175,9 +175,10 @@ def run(config: RunConfig | None = None, *, out: str | Path | None = None, resum
         name, why = choose(gen.space, noisy(cfg, tgt))
         cfg = replace(cfg, optimizer=name)
         chosen.append(f"optimizer {name} (auto: {why})")
-        if cfg.batch is None and is_rig(tgt) and opt.preferred_batch < RIG_BATCH:
-            cfg = replace(cfg, batch=min(RIG_BATCH, cfg.budget))
-            chosen.append(f"batch {cfg.batch} (auto: {RIG_BATCH_WHY})")
+        batch, batch_why = default_batch(opt.preferred_batch, cfg.budget, is_rig(tgt))
+        if cfg.batch is None and batch_why:
+            cfg = replace(cfg, batch=batch)
+            chosen.append(f"batch {batch} (auto: {batch_why})")
     # injected noise only: a rig's budget counts presentations, and re-measuring would show images beyond it
     if not resume and "remeasure" not in given and cfg.noise is not None:
         cfg = replace(cfg, remeasure=REMEASURE)

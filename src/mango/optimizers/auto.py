@@ -46,6 +46,14 @@ RIG_BATCH_WHY = ("a rig shows images in blocks, and a block of one image pays th
                  "block on every image")
 
 
+def default_batch(preferred: int, budget: int, rig: bool) -> tuple[int, str | None]:
+    """The batch when none is given: the method's preferred one, but at least :data:`RIG_BATCH` on a rig whose
+    method ``auto`` chose (and why, when that applies). Runs and scans both take it from here."""
+    if rig and preferred < RIG_BATCH:
+        return min(RIG_BATCH, budget), RIG_BATCH_WHY
+    return min(preferred, budget), None
+
+
 def choose(space: LatentSpace, noisy: bool = False) -> tuple[str, str]:
     """The optimizer for ``space`` (and a noisy target) and why, in a few words."""
     if space.bounds is None:

@@ -30,7 +30,7 @@ from ..experiment.store import RunStore
 from ..generators import Generator, make_generator
 from ..imagespace import adapter
 from ..optimizers import OPTIMIZERS, Optimizer
-from ..optimizers.auto import resolve
+from ..optimizers.auto import AUTO, default_batch, resolve
 from ..targets import Target, TorchTarget, make_target
 from ..targets.base import AdaptedTarget
 from ..targets.objective import WeightedTarget, parse_objective
@@ -88,9 +88,11 @@ def run_group(cfg: ScanConfig, group: list[Member], root: Path, step: Callable[[
 def member_optimizer(cfg: ScanConfig, m: Member, gen: Generator) -> tuple[RunConfig, Optimizer]:
     """A member's run settings (optimizer ``auto`` resolved, batch defaulted) and its optimizer."""
     run_cfg = RunConfig.from_dict(cfg.run_settings(m.layer, m.unit, m.seed))
+    auto = run_cfg.optimizer == AUTO
     run_cfg = replace(run_cfg, optimizer=resolve(run_cfg.optimizer, gen.space, noisy(run_cfg)))
     opt = OPTIMIZERS.create(run_cfg.optimizer, gen.space, seed=m.seed, **run_cfg.optimizer_options)
-    return replace(run_cfg, batch=run_cfg.batch or min(opt.preferred_batch, run_cfg.budget)), opt
+    rig = auto and run_cfg.model.startswith("rig:")
+    return replace(run_cfg, batch=run_cfg.batch or default_batch(opt.preferred_batch, run_cfg.budget, rig)[0]), opt
 
 
 def open_member(cfg: ScanConfig, m: Member, gen: Generator, root: Path, stack: ExitStack,
