@@ -11,15 +11,18 @@ REF_STAMP := $(REF)/.installed
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# the pinned CPU torch comes from the local wheel cache; other versions download GBs
+	# the pinned torch (a CUDA build, 6 GB) is taken from this disk; other versions download GBs
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -q -e ".[test,distributed]"
 	touch $(STAMP)
 
-$(REF_STAMP): pyproject.toml
+# it shares .venv's packages (torch alone is 6 GB) through a .pth file that puts them after its own
+# site-packages, so only what the pins change (numpy, pandas, ...) and jax/protes are installed into it
+$(REF_STAMP): $(STAMP) pyproject.toml
 	python3 -m venv $(REF)
 	$(REF)/bin/python -m pip install -q --upgrade pip
-	$(REF)/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' \
+	    > "$$($(REF)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/mango-shared-venv.pth"
 	$(REF)/bin/python -m pip install -q -e ".[test,reference]"
 	touch $(REF_STAMP)
 
@@ -38,7 +41,7 @@ test: lint
 
 # our torch PROTES against the reference package, in its own environment
 test-reference: $(REF_STAMP)
-	$(REF)/bin/pytest -q tests/test_protes_reference.py
+	$(REF)/bin/python -m pytest -q tests/test_protes_reference.py
 
 clean:
 	rm -rf $(VENV) $(REF) runs .pytest_cache .mypy_cache .ruff_cache
