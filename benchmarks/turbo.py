@@ -15,8 +15,8 @@ after ``ceil(d / batch)`` batches without, and the search restarts when its side
 in the paper).
 
 Measured as the default runs (``benchmarks/efficiency.py``: readout ``rate+drive`` until the first spike,
-noise-free score of the best recorded image at 250 / 1,000 / 3,000) on the 7 mnist-snn hidden units of the
-efficiency draw, seeds 0-2, and compared run by run with the default's and ng-portfolio's recorded runs.
+noise-free score of the best recorded image at 250 / 1,000 / 3,000) on the 8 mnist-snn hidden units of the
+efficiency draw, seeds 0-2, against the medians of the default's and ng-portfolio's recorded runs (same seeds).
 """
 from __future__ import annotations
 
