@@ -121,9 +121,11 @@ def scores(told: np.ndarray, clean: np.ndarray, asked: torch.Tensor, noisy: Nois
     return out
 
 
-def run_one(f: Objective, unit: str, method: str, seed: int, condition: str, space, unit_key: int) -> dict:
+def run_one(f: Objective, unit: str, method: str, seed: int, condition: str, space, unit_key: int,
+            remeasure: bool | None = None) -> dict:
     """One run of 3,000. ``f``'s target reads ``rate+drive`` where the default does (``auto``, clean, a
-    spiking layer's unit): the optimizer is told the drive values, the scores are the rates."""
+    spiking layer's unit): the optimizer is told the drive values, the scores are the rates. ``remeasure``:
+    whether a noisy run re-measures its best at the end as the default does (default: for ``auto`` only)."""
     noisy = Noisy(f, [seed, unit_key, 7]) if condition == "noisy" else None
     entry, why = choose(space, noisy is not None) if method == "auto" else (method, "")
     t0, f.seconds = time.perf_counter(), 0.0
@@ -145,7 +147,8 @@ def run_one(f: Objective, unit: str, method: str, seed: int, condition: str, spa
 
     told, asked, spent, batch, _ = drive(measure, entry, seed, BUDGETS[-1], space)
     rates = np.concatenate(clean)
-    s = scores(told if noisy is not None else rates, rates, asked, noisy, method == "auto")
+    s = scores(told if noisy is not None else rates, rates, asked, noisy,
+               method == "auto" if remeasure is None else remeasure)
     return {"kind": "run", "unit": unit, "method": method, "chose": entry, "why": why, "seed": seed,
             "condition": condition, "readout": str(f.tgt.readout), "batch": batch, **s,
             "optimizer_s": round(spent, 2), "measure_s": round(f.seconds, 2),

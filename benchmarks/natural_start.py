@@ -52,7 +52,8 @@ def natural_patches(n: int = 1024, seed: int = 0) -> torch.Tensor:
 
 
 class NaturalStart(CodeSearch):
-    """``codes`` whose first ``natural`` asks are encoded natural patches (``CODES``, set before use)."""
+    """``codes`` whose first ``natural`` asks are encoded natural patches: ``CODES`` of a subclass made by
+    :func:`with_codes` (optimizer options are scalars, so the codes cannot be one)."""
 
     CODES: np.ndarray = np.zeros((0, 64), dtype=np.int64)
 
@@ -76,6 +77,10 @@ class NaturalStart(CodeSearch):
         return torch.cat(rows)
 
 
+def with_codes(codes: np.ndarray) -> type[NaturalStart]:
+    return type("NaturalStart", (NaturalStart,), {"CODES": codes})
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--natural", default="16,32", help="numbers of natural images to start from")
@@ -87,11 +92,11 @@ def main() -> None:
     a = p.parse_args()
     torch.set_num_threads(1)
     gen = mango.GENERATORS.create("cifar-vqvae")
-    NaturalStart.CODES = gen.encode(gen.image_space.from_unit(natural_patches())).cpu().numpy().astype(np.int64)
-    sizes = [int(n) for n in a.natural.split(",")]
+    codes = gen.encode(gen.image_space.from_unit(natural_patches())).cpu().numpy().astype(np.int64)
+    cls, sizes = with_codes(codes), [int(n) for n in a.natural.split(",")]
     for n in sizes:
-        register(f"codes-nat{n}", NaturalStart, "scratch", natural=n)
-        register(f"codes-noisy-nat{n}", NaturalStart, "scratch", natural=n, resample=4)
+        register(f"codes-nat{n}", cls, "natural start (benchmark only)", natural=n)
+        register(f"codes-noisy-nat{n}", cls, "natural start, noisy (benchmark only)", natural=n, resample=4)
     draw = efficiency.draw(24, 0)
     units = [u for u in draw if u[0] == "cifar-snn"]
     done = {(r["kind"], r["unit"], r["condition"], r["method"], r["seed"]) for r in read_runs(a.runs)}
@@ -105,9 +110,8 @@ def main() -> None:
                     entry = method if condition == "clean" else f"codes-noisy-nat{n}"
                     readout = DRIVE if condition == "clean" and not unit.startswith("class:") else None
                     f = Objective(gen, mango.make_target(model, unit, readout=readout))
-                    efficiency.choose = lambda space, noisy, _e=entry: (_e, "natural start")  # run as the default
-                    rec = efficiency.run_one(f, efficiency.name(model, unit), "auto", seed, condition, gen.space,
-                                             draw.index((model, unit)))
+                    rec = efficiency.run_one(f, efficiency.name(model, unit), entry, seed, condition, gen.space,
+                                             draw.index((model, unit)), remeasure=True)  # as the default runs
                     append(a.runs, {**rec, "method": method})
                     print(rec["unit"], condition, entry, seed, rec["at"], flush=True)
         for unit in SILENT if a.silent else ():
@@ -120,7 +124,7 @@ def main() -> None:
                                 "seed": seed, "first_spike": first})
                 print(unit, f"codes-nat{n}", seed, "first spike", first, flush=True)
     summary = report(read_runs(a.runs), a.seeds)
-    a.out.write_text(json.dumps({"meta": {"patches": len(NaturalStart.CODES), "natural": sizes, "seeds": a.seeds,
+    a.out.write_text(json.dumps({"meta": {"patches": len(codes), "natural": sizes, "seeds": a.seeds,
                                           "compared_with": "efficiency-runs.jsonl auto, same unit/condition/seed",
                                           "torch": torch.__version__}, "summary": summary}, indent=1) + "\n")
     print(f"wrote {a.out}")

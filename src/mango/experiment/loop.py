@@ -171,13 +171,15 @@ def run(config: RunConfig | None = None, *, out: str | Path | None = None, resum
         cfg = replace(cfg, readout=DRIVE)
         gen, tgt, opt = build_components(cfg, gen, None, session)  # the target again, with the drive
         chosen.append(f"readout {DRIVE} (auto: {DRIVE_WHY})")
-    if cfg.optimizer == AUTO:  # recorded as the method that runs: config.json, result and resume name it
+    auto = cfg.optimizer == AUTO
+    if auto:  # recorded as the method that runs: config.json, result and resume name it
         name, why = choose(gen.space, noisy(cfg, tgt))
         cfg = replace(cfg, optimizer=name)
         chosen.append(f"optimizer {name} (auto: {why})")
-        batch, batch_why = default_batch(opt.preferred_batch, cfg.budget, is_rig(tgt))
-        if cfg.batch is None and batch_why:
-            cfg = replace(cfg, batch=batch)
+    if cfg.batch is None:  # recorded too, so a resume keeps it
+        batch, batch_why = default_batch(opt.preferred_batch, cfg.budget, auto and is_rig(tgt))
+        cfg = replace(cfg, batch=batch)
+        if batch_why:
             chosen.append(f"batch {batch} (auto: {batch_why})")
     # injected noise only: a rig's budget counts presentations, and re-measuring would show images beyond it
     if not resume and "remeasure" not in given and cfg.noise is not None:
@@ -188,8 +190,6 @@ def run(config: RunConfig | None = None, *, out: str | Path | None = None, resum
         for line in chosen:
             log.warning(line)
     try:
-        if cfg.batch is None:
-            cfg = replace(cfg, batch=min(opt.preferred_batch, cfg.budget))
         with open_run(run_dir, cfg, resume, gen.space.dim, describe(gen, tgt, opt), notes) as store:
             for note in notes:
                 log.warning(note)

@@ -182,9 +182,7 @@ class Ways:
         self.steps = 0
 
     def together(self) -> bool:
-        if not self.adaptive:
-            return False
-        if self.steps == 0:
+        if not self.adaptive or self.steps == 0:  # the first step is the untimed warm-up, apart
             return False
         for way in (False, True):
             if way not in self.cost:
