@@ -72,13 +72,27 @@ def drive(f, entry: str, seed: int, budget: int, space) -> tuple[np.ndarray, tor
 
 
 def read_runs(path: Path) -> list[dict]:
+    """The records so far. A line cut short (the benchmark killed while appending it) is skipped with a
+    warning: the run it held is not recorded, so it is simply done again."""
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    out = []
+    for i, line in enumerate(path.read_text().splitlines()):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            print(f"warning: {path}: line {i + 1} is cut short (an interrupted append); its run will be done again")
+    return out
 
 
 def append(path: Path, record: dict) -> None:
     """One record per line, appended and flushed: an interrupted benchmark resumes from what is there."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as fh:
-        fh.write(json.dumps(record) + "\n")
+    with path.open("ab+") as fh:  # writes go to the end
+        torn = False
+        if fh.seek(0, 2):
+            fh.seek(-1, 2)
+            torn = fh.read(1) != b"\n"  # the last line was cut short by a kill: start a new one
+        fh.write((("\n" if torn else "") + json.dumps(record) + "\n").encode())

@@ -93,7 +93,10 @@ def main() -> None:
     torch.set_num_threads(1)
     gen = mango.GENERATORS.create("cifar-vqvae")
     codes = gen.encode(gen.image_space.from_unit(natural_patches())).cpu().numpy().astype(np.int64)
-    cls, sizes = with_codes(codes), [int(n) for n in a.natural.split(",")]
+    sizes = [int(n) for n in a.natural.split(",") if n.strip().isdigit()]
+    if len(sizes) != len(a.natural.split(",")) or not all(1 <= n <= len(codes) for n in sizes):
+        p.error(f"--natural takes numbers of images from 1 to {len(codes)}, comma-separated, got {a.natural!r}")
+    cls = with_codes(codes)
     for n in sizes:
         register(f"codes-nat{n}", cls, "natural start (benchmark only)", natural=n)
         register(f"codes-noisy-nat{n}", cls, "natural start, noisy (benchmark only)", natural=n, resample=4)
