@@ -24,7 +24,8 @@ spike on, the optimizer is told the rate itself, and the response recorded and r
 (:mod:`mango.targets.drive`).
 On codes, ``codes`` also starts over from new flat images while nothing has responded (its ``restart``):
 with both, 154 of the 160 cifar-snn ``spiking1``/``spiking2`` units that some image makes fire did so within
-1,000 queries, against 148 without restarts (seed 0; 152 and 151 with seeds 1 and 2; ``benchmarks/silent.py``).
+1,000 queries, against 148 without restarts (seed 0; 152, 151, 150 and 152 with seeds 1-4: 5.1 % still silent
+over the five; ``benchmarks/silent.py``).
 
 The choice is made once, when a run starts, and recorded: the run's ``config.json`` names the method chosen,
 so a resumed run and its result say what actually ran.

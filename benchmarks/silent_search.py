@@ -1,0 +1,184 @@
+"""Silent units: other searches tried on the units the default leaves silent (issue 14, goal 2).
+
+    python benchmarks/silent_search.py                # every variant, the units below, seeds 0-4 (resumes)
+    python benchmarks/silent_search.py --table-only
+    python benchmarks/silent_search.py --variants default,edges --seeds 2
+
+Each run is the default's silent phase (``benchmarks/silent.py``: readout ``rate+drive``, stopped at the
+first spike or after ``--budget`` queries) with one thing changed; the record is the query of the first
+spike. The units: every reachable unit that some seed of the default left silent, and four that fire late
+or not with every seed (``spiking1:1``, ``spiking1:10``, ``spiking2:38``, ``spiking2:88``).
+
+The variants (none is in the library: none was adopted):
+
+* ``restart 10`` / ``restart 40``: ``codes`` starting over after 10 or 40 stale asks instead of 25;
+* ``edges``: every restart's survey shows, half the time, two codes split by a straight edge (horizontal,
+  vertical or diagonal, at a random offset) instead of one flat code: a unit tuned to an edge or a colour
+  border gets one from the start;
+* ``near 0.25`` / ``near 0.5``: that share of mutations moves k cells (heavy-tailed, as ``codes``' point
+  mutation) each to one of the 16 nearest codes of its code in the codebook (Euclidean distance of the
+  VQ-VAE's embeddings): a small step in the image instead of a jump to any of 512 textures;
+* ``soft 0.05`` / ``soft 0.2``: the silent value from a soft peak over the channel's positions,
+  ``tau * (logsumexp(membrane / tau) - log(positions))``, instead of the hard maximum, so that a membrane
+  rising anywhere near the top counts, not only at the one highest position.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+from _common import RESULTS, Objective, append, read_runs
+from silent import default_search
+
+import mango
+from mango.optimizers.auto import DRIVE
+from mango.optimizers.discrete import CodeSearch
+from mango.optimizers.options import register
+from mango.targets import drive
+
+UNITS = [f"spiking1:{u}" for u in (1, 5, 10, 17, 21, 24, 36, 44, 52, 55, 63)] + \
+        ["spiking2:38", "spiking2:57", "spiking2:88"]
+#: name -> (optimizer entry, soft-peak temperature or 0 for the hard peak)
+VARIANTS = {"default": ("codes", 0.0), "restart 10": ("codes+restart=10", 0.0),
+            "restart 40": ("codes+restart=40", 0.0), "edges": ("codes-edges", 0.0),
+            "near 0.25": ("codes-near+near=0.25", 0.0), "near 0.5": ("codes-near+near=0.5", 0.0),
+            "soft 0.05": ("codes", 0.05), "soft 0.2": ("codes", 0.2)}
+
+
+class EdgeSurveys(CodeSearch):
+    """``codes`` whose restart surveys show two-code images split by a straight edge half the time."""
+
+    def __init__(self, space, seed: int = 0, restart: int = 25, edges: float = 0.5) -> None:
+        super().__init__(space, seed, restart=restart)
+        self.edges, self.restarted = float(edges), False
+
+    def _start_over(self) -> None:
+        super()._start_over()
+        self.restarted = True
+
+    def _ask(self, k: int) -> torch.Tensor:
+        out = []
+        for _ in range(k):
+            flat = self.flat
+            z = super()._ask(1)[0]
+            if self.restarted and self.flat > flat and self.rng.random() < self.edges:  # a survey ask
+                other = self._start_codes[self.flat % self.space.size]
+                self.flat += 1
+                r, c = np.mgrid[0:self.rows, 0:self.cols]
+                proj = [r, c, r + c, r - c + self.cols - 1][int(self.rng.integers(4))]
+                cut = int(self.rng.integers(1, proj.max() + 1))
+                z = torch.from_numpy(np.where(proj.reshape(-1) < cut, z.numpy(), other).astype(np.int64))
+                self.seen.add(z.numpy().tobytes())
+            out.append(z)
+        return torch.stack(out)
+
+
+class NearCodes(CodeSearch):
+    """``codes`` where a share ``near`` of the mutations moves cells to codebook neighbours of their code
+    (``table``: ``[size, >= k]`` nearest codes, bound by a subclass)."""
+
+    table: np.ndarray
+
+    def __init__(self, space, seed: int = 0, restart: int = 25, near: float = 0.5, k: int = 16) -> None:
+        super().__init__(space, seed, restart=restart)
+        self.near, self.k = float(near), int(k)
+
+    def _mutate(self, parent: np.ndarray) -> np.ndarray:
+        if self.rng.random() >= self.near:
+            return super()._mutate(parent)
+        child = parent.copy()
+        n = 1 + int(self.rng.choice(len(self.p_k), p=self.p_k))
+        for i in self.rng.choice(parent.size, n, replace=False):
+            child[i] = self.table[parent[i], self.rng.integers(self.k)]
+        return child
+
+
+@contextmanager
+def soft_peak(tau: float) -> Iterator[None]:
+    """The drive's peak over positions taken soft (see the module note) while inside; tau 0: unchanged."""
+    hard = drive.peak_positions
+
+    def soft(membrane: torch.Tensor, position: tuple[int, int] | None) -> torch.Tensor:
+        if position is not None or membrane.ndim <= 3:
+            return hard(membrane, position)
+        m = membrane.flatten(3)
+        return tau * torch.logsumexp(m / tau, 3) - tau * torch.log(torch.tensor(float(m.shape[3])))
+
+    drive.peak_positions = soft if tau > 0 else hard
+    try:
+        yield
+    finally:
+        drive.peak_positions = hard
+
+
+def summary(runs: list[dict], variants: list[str]) -> dict:
+    """Per variant: runs, units fired, and against the default on the same (unit, seed) runs."""
+    default = {(r["unit"], r["seed"]): r["first_spike"] for r in runs if r["variant"] == "default"}
+    out = {}
+    for name in variants:
+        rs = [r for r in runs if r["variant"] == name]
+        same = [r for r in rs if (r["unit"], r["seed"]) in default]
+        per_unit: dict[str, int] = {}
+        for r in rs:
+            per_unit[r["unit"]] = per_unit.get(r["unit"], 0) + (r["first_spike"] is not None)
+        out[name] = {"runs": len(rs), "fired": sum(r["first_spike"] is not None for r in rs),
+                     "default_on_same_runs": sum(default[(r["unit"], r["seed"])] is not None for r in same),
+                     "fired_per_unit": per_unit}
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)}")
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--budget", type=int, default=1000)
+    p.add_argument("--runs", type=Path, default=RESULTS / "silent-search-runs.jsonl")
+    p.add_argument("--out", type=Path, default=RESULTS / "silent-search.json")
+    p.add_argument("--table-only", action="store_true")
+    a = p.parse_args()
+    names = a.variants.split(",")
+    bad = [n for n in names if n not in VARIANTS]
+    if bad:
+        p.error(f"unknown variant {bad[0]!r}; allowed: {', '.join(VARIANTS)}")
+    torch.set_num_threads(1)
+    gen = mango.GENERATORS.create("cifar-vqvae")
+    w = gen.model._vq_vae._embedding.weight.detach()
+    d = torch.cdist(w, w).fill_diagonal_(float("inf"))
+    register("codes-edges", EdgeSurveys, "codes with edge surveys (benchmark only)")
+    register("codes-near", type("BoundNearCodes", (NearCodes,), {"table": d.argsort(1)[:, :32].numpy()}),
+             "codes with codebook-neighbour mutations (benchmark only)")
+    runs = read_runs(a.runs)
+    done = {(r["variant"], r["unit"], r["seed"]) for r in runs}
+    for name in [] if a.table_only else names:
+        entry, tau = VARIANTS[name]
+        for seed in range(a.seeds):
+            for unit in UNITS:
+                if (name, unit, seed) in done:
+                    continue
+                t0 = time.perf_counter()
+                with soft_peak(tau):
+                    f = Objective(gen, mango.make_target("cifar-snn", unit, readout=DRIVE))
+                    first = default_search(f, gen.space, a.budget, seed, entry)
+                rec = {"variant": name, "entry": entry, "soft": tau, "unit": unit, "seed": seed, "budget": a.budget,
+                       "first_spike": first, "seconds": round(time.perf_counter() - t0, 1)}
+                append(a.runs, rec)
+                runs.append(rec)
+                print(json.dumps(rec), flush=True)
+    table = summary(runs, names)
+    print(f"| variant | runs | fired within {a.budget} | the default on the same runs |\n|---|---|---|---|")
+    for name, s in table.items():
+        print(f"| {name} | {s['runs']} | {s['fired']} | {s['default_on_same_runs']} |")
+    a.out.write_text(json.dumps({"meta": {"model": "cifar-snn", "generator": "cifar-vqvae", "budget": a.budget,
+                                          "units": UNITS, "seeds": a.seeds, "date": time.strftime("%Y-%m-%d")},
+                                 "summary": table}, indent=1) + "\n")
+    print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()
