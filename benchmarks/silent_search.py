@@ -128,7 +128,8 @@ def summary(runs: list[dict], variants: list[str]) -> dict:
         for r in rs:
             per_unit[r["unit"]] = per_unit.get(r["unit"], 0) + (r["first_spike"] is not None)
         out[name] = {"runs": len(rs), "fired": sum(r["first_spike"] is not None for r in rs),
-                     "default_on_same_runs": sum(default[(r["unit"], r["seed"])] is not None for r in same),
+                     "default_on_same_runs": sum(default[(r["unit"], r["seed"])] is not None for r in same)
+                     if len(same) == len(rs) else None,  # None: the default has not run them all
                      "fired_per_unit": per_unit}
     return out
 
@@ -173,7 +174,8 @@ def main() -> None:
     table = summary(runs, names)
     print(f"| variant | runs | fired within {a.budget} | the default on the same runs |\n|---|---|---|---|")
     for name, s in table.items():
-        print(f"| {name} | {s['runs']} | {s['fired']} | {s['default_on_same_runs']} |")
+        same = s["default_on_same_runs"]
+        print(f"| {name} | {s['runs']} | {s['fired']} | {'-' if same is None else same} |")
     a.out.write_text(json.dumps({"meta": {"model": "cifar-snn", "generator": "cifar-vqvae", "budget": a.budget,
                                           "units": UNITS, "seeds": a.seeds, "date": time.strftime("%Y-%m-%d")},
                                  "summary": table}, indent=1) + "\n")
