@@ -18,6 +18,8 @@ The variants (none is in the library: none was adopted):
 * ``near 0.25`` / ``near 0.5``: that share of mutations moves k cells (heavy-tailed, as ``codes``' point
   mutation) each to one of the 16 nearest codes of its code in the codebook (Euclidean distance of the
   VQ-VAE's embeddings): a small step in the image instead of a jump to any of 512 textures;
+* ``focus 2``: point mutations pick their cells by how often a change there changed the value (see
+  :class:`FocusedCodes`), not uniformly;
 * ``soft 0.05`` / ``soft 0.2``: the silent value from a soft peak over the channel's positions,
   ``tau * (logsumexp(membrane / tau) - log(positions))``, instead of the hard maximum, so that a membrane
   rising anywhere near the top counts, not only at the one highest position.
@@ -48,7 +50,7 @@ UNITS = [f"spiking1:{u}" for u in (1, 5, 10, 17, 21, 24, 36, 44, 52, 55, 63)] + 
 VARIANTS = {"default": ("codes", 0.0), "restart 10": ("codes+restart=10", 0.0),
             "restart 40": ("codes+restart=40", 0.0), "edges": ("codes-edges", 0.0),
             "near 0.25": ("codes-near+near=0.25", 0.0), "near 0.5": ("codes-near+near=0.5", 0.0),
-            "soft 0.05": ("codes", 0.05), "soft 0.2": ("codes", 0.2)}
+            "soft 0.05": ("codes", 0.05), "soft 0.2": ("codes", 0.2), "focus 2": ("codes-focus", 0.0)}
 
 
 class EdgeSurveys(CodeSearch):
@@ -97,6 +99,50 @@ class NearCodes(CodeSearch):
         for i in self.rng.choice(parent.size, n, replace=False):
             child[i] = self.table[parent[i], self.rng.integers(self.k)]
         return child
+
+
+class FocusedCodes(CodeSearch):
+    """``codes`` whose point mutations favour the cells that mattered: a silent unit's value is the peak
+    membrane at one position, which depends only on the cells under that position's receptive field, so
+    most cells are neutral. Each cell keeps (value changed + 1) / (mutated + 2) over the mutations that
+    touched it since the last restart; a point mutation picks its cells with probability proportional to
+    that share to the power ``focus``."""
+
+    def __init__(self, space, seed: int = 0, restart: int = 25, focus: float = 2.0) -> None:
+        super().__init__(space, seed, restart=restart)
+        self.focus = float(focus)
+        self.tried, self.changed = np.zeros(space.dim), np.zeros(space.dim)
+        self.pending: dict[bytes, tuple[np.ndarray, float]] = {}  # candidate -> (cells changed, parent value)
+
+    def _mutate(self, parent: np.ndarray) -> np.ndarray:
+        if self.rng.random() >= self.weights[0]:  # a block or tile mutation, as codes' (point weight set to 0)
+            weights = self.weights
+            self.weights = np.array([0.0, *weights[1:]]) / weights[1:].sum()
+            try:
+                child = super()._mutate(parent)
+            finally:
+                self.weights = weights
+        else:
+            share = ((self.changed + 1) / (self.tried + 2)) ** self.focus
+            k = 1 + int(self.rng.choice(len(self.p_k), p=self.p_k))
+            child = parent.copy()
+            for i in self.rng.choice(parent.size, k, replace=False, p=share / share.sum()):
+                child[i] = self._new_code(parent)
+        self.pending[child.tobytes()] = (np.flatnonzero(child != parent), self.value)
+        return child
+
+    def _tell(self, candidates: torch.Tensor, values: torch.Tensor) -> None:
+        for z, v in zip(candidates.numpy(), values.tolist(), strict=True):
+            cells, before = self.pending.pop(z.tobytes(), (None, 0.0))
+            if cells is not None and len(cells) and not np.isnan(v):
+                self.tried[cells] += 1
+                self.changed[cells] += v != before
+        super()._tell(candidates, values)
+
+    def _start_over(self) -> None:
+        super()._start_over()
+        self.tried[:], self.changed[:] = 0, 0
+        self.pending.clear()
 
 
 @contextmanager
@@ -151,6 +197,7 @@ def main() -> None:
     gen = mango.GENERATORS.create("cifar-vqvae")
     w = gen.model._vq_vae._embedding.weight.detach()
     d = torch.cdist(w, w).fill_diagonal_(float("inf"))
+    register("codes-focus", FocusedCodes, "codes with point mutations on the cells that mattered (benchmark only)")
     register("codes-edges", EdgeSurveys, "codes with edge surveys (benchmark only)")
     register("codes-near", type("BoundNearCodes", (NearCodes,), {"table": d.argsort(1)[:, :32].numpy()}),
              "codes with codebook-neighbour mutations (benchmark only)")
