@@ -20,6 +20,8 @@ The variants (none is in the library: none was adopted):
   VQ-VAE's embeddings): a small step in the image instead of a jump to any of 512 textures;
 * ``focus 2``: point mutations pick their cells by how often a change there changed the value (see
   :class:`FocusedCodes`), not uniformly;
+* ``kick`` / ``kick always``: every other (or every) restart while silent starts from strong perturbations
+  of the best image so far instead of new flat codes (iterated local search, :class:`KickedCodes`);
 * ``soft 0.05`` / ``soft 0.2``: the silent value from a soft peak over the channel's positions,
   ``tau * (logsumexp(membrane / tau) - log(positions))``, instead of the hard maximum, so that a membrane
   rising anywhere near the top counts, not only at the one highest position.
@@ -50,7 +52,8 @@ UNITS = [f"spiking1:{u}" for u in (1, 5, 10, 17, 21, 24, 36, 44, 52, 55, 63)] + 
 VARIANTS = {"default": ("codes", 0.0), "restart 10": ("codes+restart=10", 0.0),
             "restart 40": ("codes+restart=40", 0.0), "edges": ("codes-edges", 0.0),
             "near 0.25": ("codes-near+near=0.25", 0.0), "near 0.5": ("codes-near+near=0.5", 0.0),
-            "soft 0.05": ("codes", 0.05), "soft 0.2": ("codes", 0.2), "focus 2": ("codes-focus", 0.0)}
+            "soft 0.05": ("codes", 0.05), "soft 0.2": ("codes", 0.2), "focus 2": ("codes-focus", 0.0),
+            "kick": ("codes-kick", 0.0), "kick always": ("codes-kick+every=1", 0.0)}
 
 
 class EdgeSurveys(CodeSearch):
@@ -145,6 +148,53 @@ class FocusedCodes(CodeSearch):
         self.pending.clear()
 
 
+class KickedCodes(CodeSearch):
+    """``codes`` whose restarts while silent are iterated local search: every other restart, instead of new
+    flat codes, the survey is ``start`` strong perturbations ("kicks") of the best image so far (``cells``
+    random cells and one block of at least 2x2 get new codes), so a climb starts where the best one
+    ended instead of from scratch."""
+
+    def __init__(self, space, seed: int = 0, restart: int = 25, cells: int = 8, every: int = 2) -> None:
+        super().__init__(space, seed, restart=restart)
+        self.cells, self.every = int(cells), int(every)
+        self.elite: np.ndarray | None = None
+        self.elite_value = -np.inf
+        self.kicking, self.restarts = False, 0
+
+    def _start_over(self) -> None:
+        super()._start_over()
+        self.restarts += 1
+        self.kicking = self.elite is not None and self.restarts % self.every == 0
+
+    def _kick(self) -> np.ndarray:
+        assert self.elite is not None
+        z = self.elite.copy()
+        for i in self.rng.choice(z.size, self.cells, replace=False):
+            z[i] = self.rng.integers(self.space.size)
+        h, w = (int(self.rng.integers(2, max(3, n // 2 + 1))) for n in (self.rows, self.cols))
+        r0, c0 = int(self.rng.integers(self.rows - h + 1)), int(self.rng.integers(self.cols - w + 1))
+        z.reshape(self.rows, self.cols)[r0:r0 + h, c0:c0 + w] = self.rng.integers(self.space.size)
+        return z
+
+    def _ask(self, k: int) -> torch.Tensor:
+        out = []
+        for _ in range(k):
+            flat = self.flat
+            z = super()._ask(1)[0]
+            if self.kicking and self.flat > flat:  # a survey ask of a kick restart: a kick instead
+                self.flat = flat
+                z = torch.from_numpy(self._kick())
+                self.seen.add(z.numpy().tobytes())
+            out.append(z)
+        return torch.stack(out)
+
+    def _tell(self, candidates: torch.Tensor, values: torch.Tensor) -> None:
+        for z, v in zip(candidates.numpy(), values.tolist(), strict=True):
+            if not np.isnan(v) and v > self.elite_value:
+                self.elite, self.elite_value = z.astype(np.int64).copy(), v
+        super()._tell(candidates, values)
+
+
 @contextmanager
 def soft_peak(tau: float) -> Iterator[None]:
     """The drive's peak over positions taken soft (see the module note) while inside; tau 0: unchanged."""
@@ -198,6 +248,7 @@ def main() -> None:
     w = gen.model._vq_vae._embedding.weight.detach()
     d = torch.cdist(w, w).fill_diagonal_(float("inf"))
     register("codes-focus", FocusedCodes, "codes with point mutations on the cells that mattered (benchmark only)")
+    register("codes-kick", KickedCodes, "codes with kicks of the best image as restarts (benchmark only)")
     register("codes-edges", EdgeSurveys, "codes with edge surveys (benchmark only)")
     register("codes-near", type("BoundNearCodes", (NearCodes,), {"table": d.argsort(1)[:, :32].numpy()}),
              "codes with codebook-neighbour mutations (benchmark only)")
