@@ -64,17 +64,10 @@ class NaturalStart(CodeSearch):
         self.start_rows = self.CODES[np.random.default_rng([seed, 99]).choice(len(self.CODES), natural, False)]
         self.survey_end = max(self.survey_end, self.natural)
 
-    def _ask(self, k: int) -> torch.Tensor:
-        rows = []
-        for _ in range(k):
-            if self.asked < self.natural:
-                z = self.start_rows[self.asked].copy()
-                self.seen.add(z.tobytes())
-                self.asked += 1
-                rows.append(torch.from_numpy(z)[None])
-            else:
-                rows.append(super()._ask(1))
-        return torch.cat(rows)
+    def _survey_image(self) -> np.ndarray:
+        if self.asked < self.natural:
+            return self.start_rows[self.asked].copy()
+        return super()._survey_image()
 
 
 def with_codes(codes: np.ndarray) -> type[NaturalStart]:

@@ -67,21 +67,15 @@ class EdgeSurveys(CodeSearch):
         super()._start_over()
         self.restarted = True
 
-    def _ask(self, k: int) -> torch.Tensor:
-        out = []
-        for _ in range(k):
-            flat = self.flat
-            z = super()._ask(1)[0]
-            if self.restarted and self.flat > flat and self.rng.random() < self.edges:  # a survey ask
-                other = self._start_codes[self.flat % self.space.size]
-                self.flat += 1
-                r, c = np.mgrid[0:self.rows, 0:self.cols]
-                proj = [r, c, r + c, r - c + self.cols - 1][int(self.rng.integers(4))]
-                cut = int(self.rng.integers(1, proj.max() + 1))
-                z = torch.from_numpy(np.where(proj.reshape(-1) < cut, z.numpy(), other).astype(np.int64))
-                self.seen.add(z.numpy().tobytes())
-            out.append(z)
-        return torch.stack(out)
+    def _survey_image(self) -> np.ndarray:
+        z = super()._survey_image()
+        if not self.restarted or self.rng.random() >= self.edges:
+            return z
+        other = super()._survey_image()  # the next flat code
+        r, c = np.mgrid[0:self.rows, 0:self.cols]
+        proj = [r, c, r + c, r - c + self.cols - 1][int(self.rng.integers(4))]
+        cut = int(self.rng.integers(1, proj.max() + 1))
+        return np.where(proj.reshape(-1) < cut, z, other).astype(np.int64)
 
 
 class NearCodes(CodeSearch):
@@ -117,20 +111,12 @@ class FocusedCodes(CodeSearch):
         self.tried, self.changed = np.zeros(space.dim), np.zeros(space.dim)
         self.pending: dict[bytes, tuple[np.ndarray, float]] = {}  # candidate -> (cells changed, parent value)
 
+    def _cells(self, k: int) -> np.ndarray:
+        share = ((self.changed + 1) / (self.tried + 2)) ** self.focus
+        return self.rng.choice(self.space.dim, k, replace=False, p=share / share.sum())
+
     def _mutate(self, parent: np.ndarray) -> np.ndarray:
-        if self.rng.random() >= self.weights[0]:  # a block or tile mutation, as codes' (point weight set to 0)
-            weights = self.weights
-            self.weights = np.array([0.0, *weights[1:]]) / weights[1:].sum()
-            try:
-                child = super()._mutate(parent)
-            finally:
-                self.weights = weights
-        else:
-            share = ((self.changed + 1) / (self.tried + 2)) ** self.focus
-            k = 1 + int(self.rng.choice(len(self.p_k), p=self.p_k))
-            child = parent.copy()
-            for i in self.rng.choice(parent.size, k, replace=False, p=share / share.sum()):
-                child[i] = self._new_code(parent)
+        child = super()._mutate(parent)
         self.pending[child.tobytes()] = (np.flatnonzero(child != parent), self.value)
         return child
 
@@ -176,17 +162,8 @@ class KickedCodes(CodeSearch):
         z.reshape(self.rows, self.cols)[r0:r0 + h, c0:c0 + w] = self.rng.integers(self.space.size)
         return z
 
-    def _ask(self, k: int) -> torch.Tensor:
-        out = []
-        for _ in range(k):
-            flat = self.flat
-            z = super()._ask(1)[0]
-            if self.kicking and self.flat > flat:  # a survey ask of a kick restart: a kick instead
-                self.flat = flat
-                z = torch.from_numpy(self._kick())
-                self.seen.add(z.numpy().tobytes())
-            out.append(z)
-        return torch.stack(out)
+    def _survey_image(self) -> np.ndarray:
+        return self._kick() if self.kicking else super()._survey_image()
 
     def _tell(self, candidates: torch.Tensor, values: torch.Tensor) -> None:
         for z, v in zip(candidates.numpy(), values.tolist(), strict=True):

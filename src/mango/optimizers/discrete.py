@@ -130,9 +130,7 @@ class CodeSearch(Optimizer):
         child = parent.copy()
         op = self.rng.choice(3, p=self.weights)
         if op == 0:
-            k = 1 + int(self.rng.choice(len(self.p_k), p=self.p_k))
-            pos = self.rng.choice(parent.size, k, replace=False)
-            for i in pos:
+            for i in self._cells(1 + int(self.rng.choice(len(self.p_k), p=self.p_k))):
                 child[i] = self._new_code(parent)
         elif op == 1:
             h = 1 + int(self.rng.choice(self.rows, p=self.p_r))
@@ -152,6 +150,19 @@ class CodeSearch(Optimizer):
             child = reps.reshape(-1).copy()
         return child
 
+    def _cells(self, k: int) -> np.ndarray:
+        """The ``k`` distinct cells a point mutation changes: uniform (a subclass may weigh them)."""
+        return self.rng.choice(self.space.dim, k, replace=False)
+
+    def _survey_image(self) -> np.ndarray:
+        """The next image of a survey (the start, or a restart while silent): the next flat code, or uniform
+        random codes with ``flat_start=False``. The one place a start is made, so another start (encoded
+        natural images, say) is one override."""
+        if not self.flat_start:
+            return self.rng.integers(self.space.size, size=self.space.dim)
+        self.flat += 1
+        return np.full(self.space.dim, self._start_codes[(self.flat - 1) % self.space.size], dtype=np.int64)
+
     def _ask(self, k: int) -> torch.Tensor:
         out = []
         for _ in range(k):
@@ -159,11 +170,7 @@ class CodeSearch(Optimizer):
                 self._start_over()
             self.surveying = self.surveying and self.asked < self.survey_end
             if self.surveying or self.parent is None:
-                if self.flat_start:
-                    z = np.full(self.space.dim, self._start_codes[self.flat % self.space.size], dtype=np.int64)
-                    self.flat += 1
-                else:
-                    z = self.rng.integers(self.space.size, size=self.space.dim)
+                z = self._survey_image()
             else:
                 if self.resample and self.mutations % self.resample == self.resample - 1:
                     z = self.parent.copy()  # shown again: a lucky measurement does not stay the parent for long
