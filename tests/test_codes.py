@@ -26,13 +26,13 @@ def test_registered_with_a_description():
 
 
 def test_the_default_optimizer_is_chosen_by_the_kind_of_latent(tmp_path, patches):
-    """``optimizer=auto`` (the default): codes for a categorical latent, sepcma for a continuous one; the run
+    """``optimizer=auto`` (the default): codes for a categorical latent, sepcma-2step for a continuous one; the run
     records the method chosen (config, result, the store's events), and resumes with it."""
     from mango.experiment.store import RunStore
 
     cat = mango.run(generator=patches, target=TARGET, budget=40, out=tmp_path / "cat", progress=False)
     box = mango.run(target=TARGET, budget=40, out=tmp_path / "box", progress=False)
-    assert cat.config.optimizer == "codes" and box.config.optimizer == "sepcma"
+    assert cat.config.optimizer == "codes" and box.config.optimizer == "sepcma-2step"
     with RunStore.read(tmp_path / "cat") as store:
         assert "optimizer codes (auto: the latent is categorical (49 codes of 32)" in " ".join(store.events()["text"])
     longer = mango.run(generator=patches, target=TARGET, budget=80, out=tmp_path / "cat", resume=True,
@@ -141,7 +141,7 @@ def test_adopting_a_foreign_candidate_ends_the_flat_start(patches):
 
 @pytest.mark.parametrize("options", [dict(point=-1.0), dict(point=0.0, block=0.0, tile=0.0), dict(reuse=1.5),
                                      dict(beta=-1.0), dict(batch=0), dict(restart=-1), dict(resample=-2),
-                                     dict(resample=1)])
+                                     dict(resample=1), dict(kick=-1)])
 def test_bad_options_are_one_line_errors(patches, options):
     with pytest.raises(MangoError) as err:
         OPTIMIZERS.create("codes", patches.space, seed=0, **options)
@@ -195,6 +195,37 @@ def test_restarts_from_new_flat_codes_only_while_nothing_responds(patches):
         assert fired.flat == 3 and not fired.surveying  # no new survey: mutations of the parent
 
 
+@pytest.mark.parametrize("kick", [2, 0])
+def test_every_other_restart_kicks_the_best_image_so_far(patches, kick):
+    """Iterated local search: with ``kick=2`` the second restart's survey is strong perturbations of the best
+    image told so far (kept across restarts), not new flat codes; ``kick=0`` always restarts from flat codes."""
+    opt = CodeSearch(patches.space, seed=0, start=3, restart=5, kick=kick)
+    survey = opt.ask(3)
+    opt.tell(survey, torch.tensor([-0.9, -0.5, -0.7], dtype=torch.float64))  # the best so far: survey[1]
+    for _ in range(2):  # stall, restart (flat), stall, restart (a kick with kick=2)
+        opt.tell(opt.ask(5), torch.full((5,), -1.0, dtype=torch.float64))  # no improvement: a stall
+        flat = opt.ask(3)
+        assert all(len(set(r)) == 1 for r in flat.tolist()) or opt.restarts == 2
+        if opt.restarts == 1:
+            opt.tell(flat, torch.tensor([-0.95, -0.8, -0.99], dtype=torch.float64))  # all worse than survey[1]
+    assert opt.restarts == 2
+    same = (flat == survey[1]).double().mean(1)
+    if kick:
+        assert bool((same >= 0.6).all() and (same < 1).all())  # near the best image, none of them the image
+        assert all(len(set(r)) > 1 for r in flat.tolist())
+    else:
+        assert all(len(set(r)) == 1 for r in flat.tolist()) and bool((same == 0).all())
+
+
+def test_no_kicks_when_silent_values_do_not_rank_images(patches):
+    """Plain rates: every silent image is 0, so there is no best image to kick; restarts stay flat."""
+    opt = CodeSearch(patches.space, seed=0, start=3, restart=5)
+    while opt.restarts < 2:
+        z = opt.ask(1)
+        opt.tell(z, torch.zeros(1, dtype=torch.float64))
+    assert len(set(z[0].tolist())) == 1 and opt.surveying  # the second restart's first image: a flat one
+
+
 def test_restart_zero_never_restarts(patches):
     opt = CodeSearch(patches.space, seed=0, start=2, restart=0)
     opt.tell(opt.ask(2), torch.tensor([-1.0, -1.0], dtype=torch.float64))
@@ -208,7 +239,7 @@ def test_restarts_are_deterministic_given_seed(patches):
     silent = lambda z: -1.0 / (1.0 + z.double().sum(1))  # noqa: E731  (always < 0: never responds)
     a, b = (CodeSearch(patches.space, seed=3, start=4, restart=6) for _ in range(2))
     za, zb = (torch.cat(asks(o, 12, 3, silent)) for o in (a, b))
-    assert torch.equal(za, zb) and a.flat > 4  # it did restart
+    assert torch.equal(za, zb) and a.flat > 4 and a.restarts >= 2  # it did restart, and kick
 
 
 def test_resample_reshows_the_parent_and_judges_it_by_its_mean(patches):

@@ -57,10 +57,10 @@ def test_plain_rate_leaves_the_silent_unit_silent(tmp_path):
 
 def test_the_default_drive_makes_the_silent_unit_fire_at_the_same_budget(tmp_path):
     """The same budget and seeds as the control above, with no readout given: the default reads the drive,
-    which gives sepcma a slope up to the threshold."""
+    which gives the default optimizer a slope up to the threshold."""
     fired = []
     for res in runs(tmp_path, None):
-        assert (res.config.readout, res.config.optimizer) == ("rate+drive", "sepcma")
+        assert (res.config.readout, res.config.optimizer) == ("rate+drive", "sepcma-2step")
         hist = res.history
         assert len(hist) == BUDGET
         fired.append(first_spike(hist))

@@ -146,7 +146,7 @@ def test_a_bad_optimizer_option_fails_before_the_scan_folder_is_tied_to_it(tmp_p
     out = tmp_path / "s"
     res = runner.invoke(app, ["scan", "--layers", "lif2", "--units", "0-1", "--budget", "20", "--opt", "bogus=1",
                               "--out", str(out)])
-    assert res.exit_code == 2 and "unknown option 'bogus' for optimizer 'sepcma'" in res.stderr
+    assert res.exit_code == 2 and "unknown option 'bogus' for optimizer 'sepcma-2step'" in res.stderr
     assert not (out / "scan.json").exists()  # the corrected command is not refused as "other settings"
     res = runner.invoke(app, ["scan", "--layers", "lif2", "--units", "0-1", "--budget", "20", "--out", str(out)])
     assert res.exit_code == 0, res.output

@@ -1,7 +1,10 @@
 """``--optimizer auto`` (the default): the method measured best for the generator's kind of latent.
 
-* **Continuous latents** (SN-GAN, a box of floats): ``sepcma``. On the default neuron it reaches the best
-  result at 3,000 queries of every method measured (README, "Why sepcma is the default").
+* **Continuous latents** (SN-GAN, a box of floats): ``sepcma-2step``, sep-CMA-ES whose first step is chosen
+  from a large and a small one by one generation of each (:mod:`.two_step`). On the default neuron sep-CMA-ES
+  reaches the best result at 3,000 queries of every method measured (README, "Why sepcma is the default");
+  the two-step start keeps that and closes its gap to Nevergrad's Portfolio on units that answer best near
+  the generator's typical latents (mnist-snn ``lif2:17``: docs/benchmarks.md, "Query efficiency").
   **A noisy target** (``--noise``, a rig): ``ga``. With membrane noise on the default neuron the GA's
   reported MEI had the best noise-free response at 3,000 presentations (0.956 against sepcma's 0.913,
   docs/benchmarks.md "A noisy neuron"): its population averages the noise across neighbours. A run with injected
@@ -22,10 +25,10 @@
 came to the threshold, so the search climbs instead of wandering on a flat 0; from the batch of its first
 spike on, the optimizer is told the rate itself, and the response recorded and reported is always the rate
 (:mod:`mango.targets.drive`).
-On codes, ``codes`` also starts over from new flat images while nothing has responded (its ``restart``):
-with both, 154 of the 160 cifar-snn ``spiking1``/``spiking2`` units that some image makes fire did so within
-1,000 queries, against 148 without restarts (seed 0; 152, 151, 150 and 152 with seeds 1-4: 5.1 % still silent
-over the five; ``benchmarks/silent.py``).
+On codes, ``codes`` also starts over while nothing has responded (its ``restart``), every other time from
+kicks of the best image so far (its ``kick``): with all three, 152, 153, 151, 153 and 151 of the 160 cifar-snn
+``spiking1``/``spiking2`` units that some image makes fire did so within 1,000 queries with seeds 0-4 (5.0 %
+still silent over the five; 148 with seed 0 before restarts; ``benchmarks/silent.py``).
 
 The choice is made once, when a run starts, and recorded: the run's ``config.json`` names the method chosen,
 so a resumed run and its result say what actually ran.
@@ -66,7 +69,8 @@ def choose(space: LatentSpace, noisy: bool = False) -> tuple[str, str]:
     if noisy:
         return "ga", (f"the latent is continuous ({space.dim} values) and the target noisy: the GA's population "
                       "averages noise")
-    return "sepcma", f"the latent is continuous ({space.dim} values in {list(space.bounds)}): sep-CMA-ES"
+    return "sepcma-2step", (f"the latent is continuous ({space.dim} values in {list(space.bounds)}): sep-CMA-ES, "
+                            "its first step chosen from two (one generation each)")
 
 
 def resolve(name: str, space: LatentSpace, noisy: bool = False) -> str:
