@@ -106,8 +106,7 @@ class CodeSearch(Optimizer):
             bool(ties), bool(flat_start)
         self.restart, self.resample, self.kick = int(restart), int(resample), int(kick)
         self.restarts, self.kicking = 0, False  # restarts so far; whether this survey kicks the elite
-        self.elite: np.ndarray | None = None  # the best candidate told so far, kept across restarts
-        self.elite_value = -math.inf
+        self.elite: np.ndarray | None = None  # the candidate of ``best``, kept across restarts
         self.mutations = 0  # asks that were not part of a survey
         self.parent_sum, self.parent_n = 0.0, 0  # the parent's measurements: its value is their mean
         self.weights = np.array([point, block, tile], dtype=np.float64)
@@ -127,7 +126,7 @@ class CodeSearch(Optimizer):
         self.survey_end = self.start  # the current survey ends when this many have been asked
         self.flat = 0  # flat codes asked so far (the next one is ``_start_codes[flat]``)
         self.stale = 0  # asks since the parent last strictly improved
-        self.best = -math.inf  # the best value told so far
+        self.best = -math.inf  # the best value told so far (or injected)
         self._start_codes = self.rng.permutation(space.size)
 
     def hyperparameters(self) -> dict:
@@ -219,9 +218,8 @@ class CodeSearch(Optimizer):
         for z, v in zip(candidates.numpy(), values.tolist(), strict=True):
             if math.isnan(v):
                 continue
-            self.best = max(self.best, v)
-            if v > self.elite_value:
-                self.elite, self.elite_value = z.astype(np.int64).copy(), v
+            if v > self.best:
+                self.best, self.elite = v, z.astype(np.int64).copy()
             if self.parent is not None and self.resample and np.array_equal(z, self.parent):
                 self.parent_sum, self.parent_n = self.parent_sum + v, self.parent_n + 1
                 self.value = self.parent_sum / self.parent_n
@@ -238,7 +236,7 @@ class CodeSearch(Optimizer):
         self.surveying, self.survey_end, self.stale = True, self.asked + self.start, 0
         self.parent, self.value = None, -math.inf
         self.restarts += 1
-        graded = self.elite is not None and self.elite_value < 0  # silent values that rank images (the drive)
+        graded = self.elite is not None and self.best < 0  # silent values that rank images (the drive)
         self.kicking = graded and self.kick > 0 and self.restarts % self.kick == 0
 
 
@@ -250,7 +248,8 @@ class CodeSearch(Optimizer):
             self.seen.add(row.tobytes())
         i = int(np.argmax(values.numpy()))  # the first of equal best values
         v = float(values[i])
-        self.best = max(self.best, v)
+        if v > self.best:
+            self.best, self.elite = v, z[i].copy()
         if self.parent is None or v > self.value:
             self.parent, self.value, self.surveying = z[i].copy(), v, False
             self.parent_sum, self.parent_n = v, 1
