@@ -5,8 +5,12 @@
     # held-out units (another draw), and a candidate default measured as the default runs:
     python benchmarks/efficiency.py --draw-seed 1 --models mnist-snn \
         --runs benchmarks/results/efficiency-draw1-runs.jsonl --out benchmarks/results/efficiency-draw1.json
-    python benchmarks/efficiency.py --models mnist-snn --methods sepcma+sigma=1.6 --drive sepcma+sigma=1.6 \
+    python benchmarks/efficiency.py --models mnist-snn --methods sepcma+sigma=1.6 --like-default sepcma+sigma=1.6 \
         --runs benchmarks/results/efficiency-continuous-variants.jsonl
+    # would any single method meet goal 1 in the default's place (draw 1: efficiency-draw1-variants.jsonl)?
+    python benchmarks/efficiency.py --table-only --models mnist-snn --conditions clean \
+        --more-runs benchmarks/results/efficiency-continuous-variants.jsonl \
+        --as-default auto,cma,sepcma,ga,ng-portfolio,sepcma-2step+sigma=2.0
 
 **Units:** ``--units`` (24) drawn by a seeded permutation of each layer (``--draw-seed``), taken in turn from
 mnist-snn ``lif1``, ``lif2``, ``class`` (generator mnist-sngan) and cifar-snn ``spiking0``, ``spiking1``,
@@ -56,6 +60,8 @@ LAYERS = {"mnist-snn": ("mnist-sngan", ["lif1", "lif2", "class"]),
           "cifar-snn": ("cifar-vqvae", ["spiking0", "spiking1", "spiking2", "class"])}
 BUDGETS = (250, 1000, 3000)
 CURVE_STEP = 10
+#: the methods goal 1 compares the default with
+BASELINES = ("cma", "sepcma", "ga", "ng-portfolio")
 COUNTS, DRIFT, PERIOD = 20.0, 0.1, 3000
 TOP, REPEATS = 5, 5  # the default's re-measurement of a noisy run (mango.optimizers.auto.REMEASURE)
 
@@ -199,13 +205,14 @@ def scores_at(runs: list[dict], unit: str, method: str, condition: str, budget: 
     return [r["at"][str(budget)] for r in runs if (r["unit"], r["method"], r["condition"]) == (unit, method, condition)]
 
 
-def worse(runs: list[dict], unit: str, condition: str, other: str, budget: int, alpha: float = 0.05) -> bool:
-    """Whether ``other`` is better than the default at ``budget`` beyond the seed spread: a one-sided
+def worse(runs: list[dict], unit: str, condition: str, other: str, budget: int, alpha: float = 0.05,
+          default: str = "auto") -> bool:
+    """Whether ``other`` is better than ``default`` at ``budget`` beyond the seed spread: a one-sided
     Mann-Whitney U test over the seeds' scores at level ``alpha`` (with 5 seeds each: at most 4 of the 25
     pairs favour the default)."""
     from scipy.stats import mannwhitneyu
 
-    a, b = scores_at(runs, unit, other, condition, budget), scores_at(runs, unit, "auto", condition, budget)
+    a, b = scores_at(runs, unit, other, condition, budget), scores_at(runs, unit, default, condition, budget)
     if len(set(a) | set(b)) < 2:
         return False
     return bool(mannwhitneyu(a, b, alternative="greater").pvalue < alpha)
@@ -280,6 +287,26 @@ def report(runs: list[dict], ceilings: dict[str, float], units: list[str], metho
     return summary, "\n".join(lines)
 
 
+def as_default(runs: list[dict], units: list[str], candidate: str, condition: str) -> tuple[list[str], list[bool]]:
+    """Goal 1 with ``candidate`` in the default's place: the points (unit @ budget) where one of cma, sepcma, ga
+    and ng-portfolio, other than the candidate itself, is better beyond the seed spread (reading (b)), and per
+    unit that fires whether its median at 1,000 reaches Portfolio's at 3,000. Answers whether any single
+    method measured would meet goal 1 on this draw."""
+    fired = {u for u in units if any(r["unit"] == u and max(r["at"].values()) > 0
+                                     for r in runs if r["condition"] == "clean")}
+    others = [m for m in BASELINES if m != candidate]
+    lost, reaches = [], []
+    for u in units:
+        if u not in fired or not all(scores_at(runs, u, m, condition, 250) for m in [candidate, *others]):
+            continue
+        reaches.append(float(np.median(scores_at(runs, u, candidate, condition, 1000)))
+                       >= float(np.median(scores_at(runs, u, "ng-portfolio", condition, 3000))))
+        for b in BUDGETS:
+            beaten = [m for m in others if worse(runs, u, condition, m, b, default=candidate)]
+            lost += [f"{u} @{b} ({', '.join(beaten)})"] if beaten else []
+    return lost, reaches
+
+
 def markdown(runs: list[dict], ceilings: dict[str, float], units: list[str], methods: list[str],
              condition: str) -> str:
     """One row per unit: the default's medians, the best other method's, ng-portfolio's at 3,000, the queries
@@ -313,14 +340,18 @@ def main() -> None:
     p.add_argument("--shard", default="0/1", help="I/N: this process does every N-th item of the plan, from I")
     p.add_argument("--runs", type=Path, default=RESULTS / "efficiency-runs.jsonl")
     p.add_argument("--out", type=Path, default=RESULTS / "efficiency.json")
-    p.add_argument("--drive", default="", help="these methods too read rate+drive where the default does "
-                   "(candidate defaults)")
+    p.add_argument("--like-default", default="", help="candidate defaults: these methods too read rate+drive "
+                   "and re-measure a noisy run's best where the default does")
     p.add_argument("--conditions", default="clean,noisy", help="run only these conditions' runs")
     p.add_argument("--table-only", action="store_true")
+    p.add_argument("--more-runs", type=Path, nargs="*", default=[], help="also read these records (candidate "
+                   "defaults' runs kept apart) for the tables; new runs go to --runs only")
+    p.add_argument("--as-default", default="", help="also list, for each of these methods in the default's "
+                   "place, the points where a baseline is better beyond the seed spread")
     p.add_argument("--markdown", action="store_true", help="also print the per-unit tables for docs/benchmarks.md")
     a = p.parse_args()
     torch.set_num_threads(1)
-    methods, also = a.methods.split(","), tuple(filter(None, a.drive.split(",")))
+    methods, also = a.methods.split(","), tuple(filter(None, a.like_default.split(",")))
     conditions = a.conditions.split(",")
     shard, shards = (int(x) for x in a.shard.split("/"))
     units, models = draw(a.units, a.draw_seed), a.models.split(",")
@@ -344,15 +375,21 @@ def main() -> None:
             readout = "rate+drive" if uses_drive(item[3], item[5], unit, also) else None
             f = Objective(gen, mango.make_target(model, unit, readout=readout))
             unit_key = units.index((model, unit))
-            rec = run_one(f, name(model, unit), item[3], item[4], item[5], gen.space, unit_key)
+            rec = run_one(f, name(model, unit), item[3], item[4], item[5], gen.space, unit_key,
+                          remeasure=True if item[3] in also else None)
             print(f"{rec['unit']} {rec['condition']} {rec['method']} seed {rec['seed']}: {rec['at']} "
                   f"({rec['wall_s']:.0f} s)", flush=True)
         append(a.runs, rec)
-    records = read_runs(a.runs)
+    records = read_runs(a.runs) + [r for path in a.more_runs for r in read_runs(path)]
     runs = [r for r in records if r["kind"] == "run" and r["seed"] < a.seeds]
     ceilings = {r["unit"]: r["response"] for r in records if r["kind"] == "ceiling"}
     summary, text = report(runs, ceilings, [name(m, u) for m, u in units], methods)
     print(text)
+    for candidate in filter(None, a.as_default.split(",")):
+        for condition in conditions:
+            lost, reaches = as_default(runs, [name(m, u) for m, u in units], candidate, condition)
+            print(f"{candidate} as the default, {condition}: @1000 >= ng-portfolio@3000 on {sum(reaches)}/"
+                  f"{len(reaches)} units; {len(lost)} points behind a baseline beyond the seed spread: {lost}")
     if a.markdown:
         for condition in ("clean", "noisy"):
             print(f"\n{condition}:\n" + markdown(runs, ceilings, [name(m, u) for m, u in units], methods, condition))

@@ -50,6 +50,19 @@ def test_ga_grid_option_gives_grid_indices():
     assert z.dtype == torch.long and BOX.check(z) is z
 
 
+def test_ga_normal_start_is_xdreams_standard_normal_codes_on_the_box():
+    """``start=normal``: the first generation is XDream's N(0, 1) codes in its units (box width / 8 per unit: on
+    [-4, 4] exactly N(0, 1)); the default draws it uniformly from the box; on codes both are uniform."""
+    space = LatentSpace(64, 16, (-4.0, 4.0))
+    normal = OPTIMIZERS.create("ga", space, seed=0, start="normal").ask(20).numpy()
+    uniform = OPTIMIZERS.create("ga", space, seed=0).ask(20).numpy()
+    assert abs(normal.mean()) < 0.1 and 0.9 < normal.std() < 1.1
+    assert 2.1 < uniform.std() < 2.5  # uniform on [-4, 4]: sd 8 / sqrt(12) = 2.31
+    codes = LatentSpace(64, 512, None)
+    z = OPTIMIZERS.create("ga", codes, seed=0, start="normal").ask(20)
+    assert torch.equal(z, OPTIMIZERS.create("ga", codes, seed=0).ask(20))
+
+
 @pytest.mark.parametrize("name, population", [("ga", 20), ("ga-ponce", 40)])
 def test_ga_population_size_is_the_preset(name, population):
     opt = OPTIMIZERS.create(name, BOX, seed=0)
