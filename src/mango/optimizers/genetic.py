@@ -23,7 +23,7 @@ mean median is 0.551 / 0.600 / 0.616 at 250 / 1,000 / 3,000 queries against the 
 0.622 noise-free, and 0.470 / 0.496 / 0.525 against 0.474 / 0.505 / 0.521 under living-like noise. Codes have
 no centre: on a categorical space both starts are uniform. If the loop asks for more candidates than
 the current generation has left while some are still unscored, the generation grows by extra children of the
-same parents (or uniform draws in the first generation), so ``ask(k)`` always returns exactly ``k``.
+same parents (or more first-generation draws), so ``ask(k)`` always returns exactly ``k``.
 """
 from __future__ import annotations
 
@@ -68,7 +68,8 @@ class Genetic(Optimizer):
         self._foreign: list[tuple[np.ndarray, float]] = []  # injected since the last generation: (x, value)
 
     def _spawn(self, n: int) -> np.ndarray:
-        """``n`` new members: uniform in the box before any scores, else mated and mutated children."""
+        """``n`` new members: the first generation's draws (``start``) before any scores, else mated and mutated
+        children."""
         if self._parents is None:
             if self.start == "normal" and not self.box.categorical:
                 return self.box.clip(self.box.centre + self.rng.normal(0.0, 1.0, (n, self.space.dim))
