@@ -11,6 +11,10 @@
     python benchmarks/efficiency.py --table-only --models mnist-snn --conditions clean \
         --more-runs benchmarks/results/efficiency-continuous-variants.jsonl \
         --as-default auto,cma,sepcma,ga,ng-portfolio,sepcma-2step+sigma=2.0
+    # reading (b)'s false alarms: the default with seeds 5-9 against its own seeds 0-4 (an A/A check)
+    python benchmarks/efficiency.py --methods auto --first-seed 5 --models mnist-snn \
+        --runs benchmarks/results/efficiency-aa-runs.jsonl --out /tmp/aa.json
+    python benchmarks/efficiency.py --table-only --models mnist-snn --aa benchmarks/results/efficiency-aa-runs.jsonl
 
 **Units:** ``--units`` (24) drawn by a seeded permutation of each layer (``--draw-seed``), taken in turn from
 mnist-snn ``lif1``, ``lif2``, ``class`` (generator mnist-sngan) and cifar-snn ``spiking0``, ``spiking1``,
@@ -175,11 +179,11 @@ def ceiling(gen: str, model: str, unit: str, seed: int = 0) -> dict:
             "seconds": round(time.perf_counter() - t0, 1)}
 
 
-def plan(units: list[tuple[str, str]], methods: list[str], seeds: int) -> list[tuple]:
-    """Ceilings first, then runs: seeds 0-2 of every unit before seeds 3 and up; within them clean before
+def plan(units: list[tuple[str, str]], methods: list[str], seeds: int, first: int = 0) -> list[tuple]:
+    """Ceilings first, then runs: the first 3 seeds of every unit before the others; within them clean before
     noisy, and the cheap mnist-snn units before the cifar-snn ones (an interrupted benchmark has both)."""
     items: list[tuple] = [("ceiling", m, u) for m, u in units]
-    for group in (range(min(3, seeds)), range(3, seeds)):
+    for group in (range(first, first + min(3, seeds)), range(first + 3, first + seeds)):
         for condition in ("clean", "noisy"):
             for cheap in (True, False):
                 items += [("run", m, u, meth, s, condition) for s in group for m, u in units for meth in methods
@@ -225,12 +229,16 @@ def reach(runs: list[dict], unit: str, condition: str, level: float) -> float:
     return float(np.median(need)) if need else math.nan
 
 
+def fired_units(runs: list[dict], units: list[str]) -> set[str]:
+    """Goal 1's units "not silent": some black-box run made the unit fire (units only the white box makes fire
+    are goal 2's, benchmarks/silent.py)."""
+    return {u for u in units if any(r["unit"] == u and max(r["at"].values()) > 0
+                                    for r in runs if r["condition"] == "clean")}
+
+
 def report(runs: list[dict], ceilings: dict[str, float], units: list[str], methods: list[str]) -> tuple[dict, str]:
     lines, summary = [], {}
-    # "not silent" (goal 1): some black-box run made the unit fire; units only the white box makes fire are
-    # goal 2's (benchmarks/silent.py)
-    fired = {u for u in units if any(r["unit"] == u and max(r["at"].values()) > 0
-                                     for r in runs if r["condition"] == "clean")}
+    fired = fired_units(runs, units)
     for condition in ("clean", "noisy"):
         head = f"{'unit':<22}{'ceiling':>8}  {'method':<13}{'seeds':>5}" + "".join(f"{'@' + str(b):>8}"
                                                                                  for b in BUDGETS)
@@ -292,8 +300,7 @@ def as_default(runs: list[dict], units: list[str], candidate: str, condition: st
     and ng-portfolio, other than the candidate itself, is better beyond the seed spread (reading (b)), and per
     unit that fires whether its median at 1,000 reaches Portfolio's at 3,000. Answers whether any single
     method measured would meet goal 1 on this draw."""
-    fired = {u for u in units if any(r["unit"] == u and max(r["at"].values()) > 0
-                                     for r in runs if r["condition"] == "clean")}
+    fired = fired_units(runs, units)
     others = [m for m in BASELINES if m != candidate]
     lost, reaches = [], []
     for u in units:
@@ -305,6 +312,27 @@ def as_default(runs: list[dict], units: list[str], candidate: str, condition: st
             beaten = [m for m in others if worse(runs, u, condition, m, b, default=candidate)]
             lost += [f"{u} @{b} ({', '.join(beaten)})"] if beaten else []
     return lost, reaches
+
+
+def aa_test(runs: list[dict], units: list[str], more_seeds: list[dict], condition: str) -> tuple[list[str], int]:
+    """Reading (b)'s false alarms in this set-up: the default's runs with other seeds (``more_seeds``, e.g.
+    seeds 5-9) tested against its own seeds 0-4 exactly as a baseline is, both ways. Every point found is
+    chance; how many there are is what one point behind a baseline should be read against. Returns the
+    points and the number of tests."""
+    other = "auto (other seeds)"
+    more_seeds = [r for r in more_seeds if r["kind"] == "run" and r["method"] == "auto"]
+    first = min(r["seed"] for r in more_seeds)
+    pooled = [r for r in runs if r["method"] == "auto"] + [dict(r, method=other, seed=r["seed"] - first)
+                                                          for r in more_seeds]
+    found, tests = [], 0
+    for u in sorted(fired_units(runs, units)):
+        if not (scores_at(pooled, u, "auto", condition, 250) and scores_at(pooled, u, other, condition, 250)):
+            continue
+        for b in BUDGETS:
+            for x, y in ((other, "auto"), ("auto", other)):
+                tests += 1
+                found += [f"{u} @{b} ({x} ahead)"] if worse(pooled, u, condition, x, b, default=y) else []
+    return found, tests
 
 
 def markdown(runs: list[dict], ceilings: dict[str, float], units: list[str], methods: list[str],
@@ -336,6 +364,7 @@ def main() -> None:
     p.add_argument("--draw-seed", type=int, default=0)
     p.add_argument("--methods", default="auto,cma,sepcma,ga,ng-portfolio")
     p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--first-seed", type=int, default=0, help="run seeds FIRST.. (the tables read seeds 0..)")
     p.add_argument("--models", default=",".join(LAYERS), help="run only these models' units (the tables keep all)")
     p.add_argument("--shard", default="0/1", help="I/N: this process does every N-th item of the plan, from I")
     p.add_argument("--runs", type=Path, default=RESULTS / "efficiency-runs.jsonl")
@@ -346,6 +375,8 @@ def main() -> None:
     p.add_argument("--table-only", action="store_true")
     p.add_argument("--more-runs", type=Path, nargs="*", default=[], help="also read these records (candidate "
                    "defaults' runs kept apart) for the tables; new runs go to --runs only")
+    p.add_argument("--aa", type=Path, help="the default's runs with other seeds (--first-seed 5): count reading "
+                   "(b)'s false alarms, those seeds against seeds 0-4 both ways")
     p.add_argument("--as-default", default="", help="also list, for each of these methods in the default's "
                    "place, the points where a baseline is better beyond the seed spread")
     p.add_argument("--markdown", action="store_true", help="also print the per-unit tables for docs/benchmarks.md")
@@ -357,7 +388,7 @@ def main() -> None:
     units, models = draw(a.units, a.draw_seed), a.models.split(",")
     done = {(r["kind"], r["unit"], r.get("method"), r.get("seed"), r.get("condition")) for r in read_runs(a.runs)}
     gens: dict[str, object] = {}
-    for i, item in enumerate(plan(units, methods, a.seeds)):
+    for i, item in enumerate(plan(units, methods, a.seeds, a.first_seed)):
         if a.table_only or i % shards != shard or item[1] not in models:
             continue
         if item[0] == "run" and item[5] not in conditions:
@@ -390,6 +421,11 @@ def main() -> None:
             lost, reaches = as_default(runs, [name(m, u) for m, u in units], candidate, condition)
             print(f"{candidate} as the default, {condition}: @1000 >= ng-portfolio@3000 on {sum(reaches)}/"
                   f"{len(reaches)} units; {len(lost)} points behind a baseline beyond the seed spread: {lost}")
+    if a.aa:
+        for condition in conditions:
+            found, tests = aa_test(runs, [name(m, u) for m, u in units], read_runs(a.aa), condition)
+            print(f"A/A, {condition}: {len(found)} of {tests} tests find the default better than itself beyond "
+                  f"the seed spread: {found}")
     if a.markdown:
         for condition in ("clean", "noisy"):
             print(f"\n{condition}:\n" + markdown(runs, ceilings, [name(m, u) for m, u in units], methods, condition))
