@@ -321,6 +321,8 @@ def aa_test(runs: list[dict], units: list[str], more_seeds: list[dict], conditio
     points and the number of tests."""
     other = "auto (other seeds)"
     more_seeds = [r for r in more_seeds if r["kind"] == "run" and r["method"] == "auto"]
+    if not more_seeds:
+        raise SystemExit("--aa: no runs of the default in that file (make them with --methods auto --first-seed 5)")
     first = min(r["seed"] for r in more_seeds)
     pooled = [r for r in runs if r["method"] == "auto"] + [dict(r, method=other, seed=r["seed"] - first)
                                                           for r in more_seeds]

@@ -59,7 +59,8 @@ class Genetic(Optimizer):
         self.preferred_batch = self.population
         self.box = Box(space, grid)
         self.lo, self.hi = self.box.low, self.box.high
-        self.sigma = self.mutation_size * (self.hi - self.lo) / 8.0
+        self.unit = (self.hi - self.lo) / 8.0  # one XDream code unit (its codes are ~N(0, 1) in [-4, 4])
+        self.sigma = self.mutation_size * self.unit
         self.rng = np.random.default_rng(self.seed)
         self._parents: tuple[np.ndarray, np.ndarray] | None = None  # (genomes, selection probabilities)
         self._genes = self._spawn(self.population)  # current generation [n, dim]
@@ -72,8 +73,7 @@ class Genetic(Optimizer):
         children."""
         if self._parents is None:
             if self.start == "normal" and not self.box.categorical:
-                return self.box.clip(self.box.centre + self.rng.normal(0.0, 1.0, (n, self.space.dim))
-                                     * (self.hi - self.lo) / 8.0)
+                return self.box.clip(self.box.centre + self.unit * self.rng.normal(0.0, 1.0, (n, self.space.dim)))
             return self.lo + (self.hi - self.lo) * self.rng.random((n, self.space.dim))
         pool, prob = self._parents
         cdf = np.cumsum(prob)
