@@ -31,8 +31,8 @@ spike on, the optimizer is told the rate itself, and the response recorded and r
 On codes, ``codes`` also starts over while nothing has responded (its ``restart``), every other time from
 kicks of the best image so far (its ``kick``): with all three, 152, 153, 151, 153 and 151 of the 160 cifar-snn
 ``spiking1``/``spiking2`` units that some image makes fire did so within 1,000 queries with seeds 0-4 (5.0 %
-still silent over the five; 153 and 150 with held-out seeds 5 and 6; 148 with seed 0 before restarts;
-``benchmarks/silent.py``).
+still silent over the five; 153, 150, 152 and 152 with held-out seeds 5-8, 5.2 %; 148 with seed 0 before
+restarts; ``benchmarks/silent.py``).
 
 The choice is made once, when a run starts, and recorded: the run's ``config.json`` names the method chosen,
 so a resumed run and its result say what actually ran.
