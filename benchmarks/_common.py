@@ -10,6 +10,7 @@ import torch
 
 import mango
 from mango.optimizers.base import parse_entry
+from mango.targets.drive import until_spike
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -41,6 +42,22 @@ class Objective:
 
     def __call__(self, z: torch.Tensor) -> np.ndarray:
         return self.evaluate(z)[0]
+
+
+class UntilSpike:
+    """``f``'s values told as ``mango run`` tells them (:func:`mango.targets.drive.until_spike`: the drive of a
+    silent unit until its first spike, then the rates), with every batch's noise-free rates kept in ``rates``."""
+
+    def __init__(self, f: Objective) -> None:
+        self.f, self.spiked = f, False
+        self.rates: list[np.ndarray] = []
+
+    def __call__(self, z: torch.Tensor) -> np.ndarray:
+        r, v = self.f.evaluate(z)
+        v = until_spike(torch.from_numpy(r), torch.from_numpy(v), self.spiked).numpy()
+        self.spiked = self.spiked or bool((r > 0).any())
+        self.rates.append(r)
+        return v
 
 
 def drive(f, entry: str, seed: int, budget: int, space) -> tuple[np.ndarray, torch.Tensor, float, int, dict]:

@@ -33,13 +33,12 @@ import cma
 import cmaes
 import numpy as np
 import torch
-from _common import RESULTS, Objective, append, drive, read_runs
+from _common import RESULTS, Objective, UntilSpike, append, drive, read_runs
 from efficiency import draw, name, scores
 from efficiency_tables import BUDGETS, fired_units
 
 import mango
 from mango.optimizers.auto import choose
-from mango.targets.drive import until_spike
 
 VARIANTS = ("tie", "pycma-diag", "pycma-mirror", "sep-lib", "sep-to-full")
 QUERIES, POP, SIGMA, HANDOVER = 3000, 18, 1.6, 990
@@ -65,24 +64,21 @@ def library_run(variant: str, f: Objective, seed: int, dim: int, low: float, hig
         es = cma.CMAEvolutionStrategy(np.zeros(dim), SIGMA, opts)
     else:
         es = cmaes.SepCMA(mean=np.zeros(dim), sigma=SIGMA, bounds=bounds, seed=seed, population_size=POP)
-    rates, asked, spiked, n = [], [], False, 0
+    shown, asked, n = UntilSpike(f), [], 0
     while n < QUERIES:
         if variant == "sep-to-full" and isinstance(es, cmaes.SepCMA) and n >= HANDOVER:
             es = cmaes.CMA(mean=es._mean.copy(), sigma=es._sigma, bounds=bounds, seed=seed + 1,
                            population_size=POP, cov=np.diag(es._C))
         x = np.array(es.ask()) if variant.startswith("pycma") else np.array([es.ask() for _ in range(POP)])
         z = torch.from_numpy(np.clip(x, low, high))
-        r, v = f.evaluate(z)
-        v = until_spike(torch.from_numpy(r), torch.from_numpy(v), spiked).numpy()
-        spiked = spiked or bool((r > 0).any())
+        v = shown(z)
         if variant.startswith("pycma"):
             es.tell(list(x), (-v).tolist())
         else:
             es.tell([(xi, -float(vi)) for xi, vi in zip(x, v, strict=True)])
-        rates.append(r)
         asked.append(z)
         n += len(x)
-    return rates, asked
+    return shown.rates, asked
 
 
 def run(variant: str, gen, unit: str, seed: int) -> dict:
@@ -90,21 +86,15 @@ def run(variant: str, gen, unit: str, seed: int) -> dict:
     t0 = time.perf_counter()
     if variant == "tie":
         fm = Objective(gen, mango.make_target("mnist-snn", unit, readout="membrane"))
-        rates: list[np.ndarray] = []
-        spiked = False
+        shown = UntilSpike(f)
 
         def measure(z: torch.Tensor) -> np.ndarray:
-            nonlocal spiked
-            r, v = f.evaluate(z)
-            v = until_spike(torch.from_numpy(r), torch.from_numpy(v), spiked).numpy()
-            if spiked:
-                v = v + 1e-6 * (0.5 + np.arctan(fm(z)) / math.pi)
-            spiked = spiked or bool((r > 0).any())
-            rates.append(r)
-            return v
+            fired = shown.spiked  # whether the unit had fired before this batch
+            v = shown(z)
+            return v + 1e-6 * (0.5 + np.arctan(fm(z)) / math.pi) if fired else v
 
         _, latents, *_ = drive(measure, choose(gen.space, False)[0], seed, QUERIES, gen.space)
-        asked = [latents]
+        rates, asked = shown.rates, [latents]
     else:
         low, high = gen.space.bounds
         rates, asked = library_run(variant, f, seed, gen.space.dim, low, high)
@@ -143,6 +133,9 @@ def main() -> None:
     a = p.parse_args()
     warnings.filterwarnings("ignore", module="cma")
     torch.set_num_threads(1)
+    unknown = [v for v in a.variants.split(",") if v not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"error: unknown variant {unknown[0]!r}; expected some of {', '.join(VARIANTS)}")
     shard, shards = (int(x) for x in a.shard.split("/"))
     done = {(r["variant"], r["unit"], r["seed"]) for r in read_runs(a.runs)}
     gen = mango.GENERATORS.create("mnist-sngan")

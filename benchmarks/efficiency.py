@@ -54,12 +54,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import RESULTS, Objective, append, drive, read_runs
+from _common import RESULTS, Objective, UntilSpike, append, drive, read_runs
 from efficiency_tables import BUDGETS, CURVE_STEP, aa_test, as_default, markdown, report
 
 import mango
 from mango.optimizers.auto import choose
-from mango.targets.drive import until_spike
 
 LAYERS = {"mnist-snn": ("mnist-sngan", ["lif1", "lif2", "class"]),
           "cifar-snn": ("cifar-vqvae", ["spiking0", "spiking1", "spiking2", "class"])}
@@ -136,24 +135,17 @@ def run_one(f: Objective, unit: str, method: str, seed: int, condition: str, spa
     noisy = Noisy(f, [seed, unit_key, 7]) if condition == "noisy" else None
     entry, why = choose(space, noisy is not None) if method == "auto" else (method, "")
     t0, f.seconds = time.perf_counter(), 0.0
-    clean: list[np.ndarray] = []
-
-    spiked = False
+    shown = UntilSpike(f)
 
     def measure(z: torch.Tensor) -> np.ndarray:
-        nonlocal spiked
         if noisy is None:
-            r, v = f.evaluate(z)
-            v = until_spike(torch.from_numpy(r), torch.from_numpy(v), spiked).numpy()
-            spiked = spiked or bool((r > 0).any())
-            clean.append(r)
-            return v
+            return shown(z)
         v = noisy(z)
-        clean.append(noisy.last)
+        shown.rates.append(noisy.last)
         return v
 
     told, asked, spent, batch, _ = drive(measure, entry, seed, BUDGETS[-1], space)
-    rates = np.concatenate(clean)
+    rates = np.concatenate(shown.rates)
     s = scores(told if noisy is not None else rates, rates, asked, noisy,
                method == "auto" if remeasure is None else remeasure)
     return {"kind": "run", "unit": unit, "method": method, "chose": entry, "why": why, "seed": seed,
