@@ -207,6 +207,9 @@ def main() -> None:
                    "place, the points where a baseline is better beyond the seed spread")
     p.add_argument("--markdown", action="store_true", help="also print the per-unit tables for docs/benchmarks.md")
     a = p.parse_args()
+    missing = [str(f) for f in [*a.more_runs, *([a.aa] if a.aa else [])] if not f.exists()]
+    if missing:  # a mistyped record file would silently leave its runs out of the tables
+        raise SystemExit(f"error: no such record file {missing[0]!r} (--more-runs / --aa read existing records)")
     torch.set_num_threads(1)
     methods, also = a.methods.split(","), tuple(filter(None, a.like_default.split(",")))
     conditions = a.conditions.split(",")
