@@ -10,6 +10,7 @@ import torch
 
 import mango
 from mango.optimizers.base import parse_entry
+from mango.optimizers.options import create
 from mango.targets.drive import until_spike
 
 RESULTS = Path(__file__).parent / "results"
@@ -60,13 +61,16 @@ class UntilSpike:
         return v
 
 
-def drive(f, entry: str, seed: int, budget: int, space) -> tuple[np.ndarray, torch.Tensor, float, int, dict]:
+def drive(f, entry: str, seed: int, budget: int, space,
+          generator=None) -> tuple[np.ndarray, torch.Tensor, float, int, dict]:
     """A MANGO optimizer driven like the loop (``ask(min(batch, left))``, measure with ``f``, ``tell``); returns
     (values told, latents asked, optimizer seconds, batch, the optimizer's description). ``entry``:
-    ``NAME+key=value+...``, optionally ``@BATCH`` (default: the optimizer's preferred batch, as the loop)."""
+    ``NAME+key=value+...``, optionally ``@BATCH`` (default: the optimizer's preferred batch, as the loop).
+    ``generator``: made as runs make it, handed the generator (a method that searches through it needs it)."""
     name, _, batch_text = entry.partition("@")
     opt_name, options = parse_entry(name)
-    opt = mango.OPTIMIZERS.create(opt_name, space, seed=seed, **options)
+    opt = (mango.OPTIMIZERS.create(opt_name, space, seed=seed, **options) if generator is None
+           else create(opt_name, generator, seed, options))
     batch = int(batch_text) if batch_text else min(opt.preferred_batch, budget)
     values: list[float] = []
     asked: list[torch.Tensor] = []

@@ -3,7 +3,8 @@
 The entries come from the registry itself, so a new registration is covered without editing this file
 (a prefix family such as ``ng:NAME`` is tested through one member). Each check runs on a bounded space
 and on a categorical one; an optimizer that cannot search a space must refuse it at construction with a
-one-line ``MangoError``. Budgets are a few small rounds: the whole module runs in seconds.
+one-line ``MangoError`` (then its checks run on the other space only). Budgets are a few small rounds: the
+whole module runs in seconds.
 """
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ import threading
 
 import pytest
 import torch
+from torch import nn
 
 from mango.errors import MangoError
+from mango.generators.base import TorchGenerator
 from mango.generators.space import LatentSpace
 from mango.optimizers import OPTIMIZERS, Optimizer
 from mango.optimizers.options import option_hints
@@ -24,18 +27,44 @@ SPACES = {"bounded": LatentSpace(6, 16, (-4.0, 4.0)), "categorical": LatentSpace
 WRONG = {bool: "maybe", int: 1.5, float: "x", str: 3}  # a wrongly typed value per option type
 
 
-@pytest.fixture(params=list(SPACES))
+@pytest.fixture
 def space(request) -> LatentSpace:
     return SPACES[request.param]
 
 
+#: a method that searches through the generator gets this one (8x8 images of the bounded space's 6 numbers)
+TINY = TorchGenerator(nn.Sequential(nn.Linear(6, 64), nn.Unflatten(1, (1, 8, 8))), SPACES["bounded"], (1, 8, 8))
+#: settings that reach a method's later phase within these few rounds (image-model: its model, after 4 images)
+QUICK = {"image-model": {"init": 4, "steps": 2, "ascent": 2}}
+
+
 def make(name: str, space: LatentSpace, seed: int = 0, /, **options):
-    """The optimizer, or a skip when it refuses the space (with the one-line error the contract asks for)."""
+    return OPTIMIZERS.create(name, space, seed=seed, generator=TINY, **{**QUICK.get(name, {}), **options})
+
+
+def refusal(name: str, key: str) -> str | None:
+    """The one-line error with which ``name`` refuses space ``key`` at construction, or None if it searches it."""
     try:
-        return OPTIMIZERS.create(name, space, seed=seed, **options)
+        make(name, SPACES[key]).close()
     except MangoError as exc:
-        assert "\n" not in str(exc)
-        pytest.skip(f"{name} refuses this space: {exc}")
+        return str(exc)
+    return None
+
+
+#: (optimizer, space) pairs each contract test runs on: every space an optimizer does not refuse
+PAIRS = [(name, key) for name in NAMES for key in SPACES if refusal(name, key) is None]
+
+
+@pytest.mark.parametrize("name, key", [(n, k) for n in NAMES for k in SPACES if (n, k) not in PAIRS])
+def test_a_space_the_method_cannot_search_is_refused_in_one_line(name, key):
+    """image-model, which ascends through the generator, refuses the categorical codes."""
+    assert "\n" not in (refusal(name, key) or "")
+    with pytest.raises(MangoError, match="categorical"):
+        make(name, SPACES[key])
+
+
+def test_every_method_searches_a_bounded_space():
+    assert {name for name, key in PAIRS if key == "bounded"} == set(NAMES)
 
 
 def valid(z: torch.Tensor, k: int, space: LatentSpace) -> torch.Tensor:
@@ -72,7 +101,7 @@ def drive(opt, space: LatentSpace, batches, failed=()) -> list[tuple[torch.Tenso
     return rounds
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name, space", PAIRS, indirect=["space"])
 def test_deterministic_and_resume_is_exact(name, space):
     """Same seed: same asks; a fresh optimizer replaying the asks and tells (as the loop's resume does:
     ask k, check, tell the recorded values) continues exactly like the original; another seed asks otherwise."""
@@ -91,7 +120,7 @@ def test_deterministic_and_resume_is_exact(name, space):
         opt.close()
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name, space", PAIRS, indirect=["space"])
 def test_batch_sizes(name, space):
     opt = make(name, space)
     drive(opt, space, [1, 2, (7, 3), 10, 64])
@@ -100,7 +129,7 @@ def test_batch_sizes(name, space):
     opt.close()
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name, space", PAIRS, indirect=["space"])
 def test_failed_measurements(name, space):
     """NaN, +inf and -inf reach the method as -inf (worst); whole failed batches; asks stay valid."""
     opt = make(name, space)
@@ -117,7 +146,7 @@ def test_failed_measurements(name, space):
     opt.close()
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name, space", PAIRS, indirect=["space"])
 def test_wrong_calls_are_one_line_errors(name, space):
     opt = make(name, space)
     z = opt.ask(3)
@@ -155,7 +184,7 @@ def test_options_are_checked(name):
     assert "\n" not in str(exc.value)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name, space", PAIRS, indirect=["space"])
 def test_describe_and_hyperparameters_rebuild_the_optimizer(name, space):
     opt = make(name, space, 2)
     described = json.loads(json.dumps(opt.describe()))
@@ -173,7 +202,7 @@ def test_describe_and_hyperparameters_rebuild_the_optimizer(name, space):
     same.close()
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name, space", PAIRS, indirect=["space"])
 def test_close_is_idempotent_and_leaves_no_threads(name, space):
     before = set(threading.enumerate())
     with make(name, space) as opt:
@@ -237,7 +266,7 @@ def test_left_out_candidates_are_not_told_as_values(name):
     space.check(a)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name, space", PAIRS, indirect=["space"])
 def test_inject_is_deterministic_and_only_between_batches(name, space):
     """Foreign candidates (a shared scan's images proposed for other units): injecting the same ones into two
     optimizers of one seed keeps their asks equal; an injection while asked candidates await values is refused;

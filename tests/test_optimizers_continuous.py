@@ -109,7 +109,7 @@ class Interrupting(Target):
         return self.inner.responses(images)
 
 
-@pytest.mark.parametrize("optimizer", ["cma", "ng-oneplusone"])
+@pytest.mark.parametrize("optimizer", ["cma", "ng-oneplusone", "image-model"])
 def test_float_latents_are_recorded_and_resume_is_exact(tmp_path, tiny_setup, optimizer):
     gen, net = tiny_setup
     kwargs = dict(optimizer=optimizer, budget=60, batch=10, seed=3, generator=gen, progress=False)

@@ -20,8 +20,9 @@ from typing import Any
 from ..errors import MangoError
 from ..generators import Generator, make_generator
 from ..imagespace import adapter
-from ..optimizers import OPTIMIZERS, Optimizer
+from ..optimizers import Optimizer
 from ..optimizers.auto import AUTO, DRIVE, DRIVE_WHY, REMEASURE, choose, default_batch, resolve
+from ..optimizers.options import create
 from ..targets import Target, TorchTarget, make_target
 from ..targets.base import AdaptedTarget
 from ..targets.drive import threshold
@@ -55,9 +56,8 @@ def build_components(cfg: RunConfig, generator: Generator | None = None, target:
                                                  f"target {tgt.name!r}")
     if convert is not None:
         tgt = AdaptedTarget(tgt, convert, gen.image_space)
-    factory = OPTIMIZERS.get(resolve(cfg.optimizer, gen.space, noisy(cfg, tgt)))
     try:
-        opt = factory(gen.space, seed=cfg.seed, **cfg.optimizer_options)
+        opt = create(resolve(cfg.optimizer, gen.space, noisy(cfg, tgt)), gen, cfg.seed, cfg.optimizer_options)
     except MangoError:
         raise
     except (TypeError, ValueError) as exc:  # unknown option name, or a value of the wrong type

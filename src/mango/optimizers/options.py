@@ -18,7 +18,7 @@ from __future__ import annotations
 import inspect
 import math
 import typing
-from functools import cache
+from functools import cache, partial
 from numbers import Integral, Real
 from types import NoneType, UnionType
 from typing import Any, Literal
@@ -34,7 +34,8 @@ def option_hints(cls: type[Optimizer]) -> dict[str, Any]:
     """Option name -> type hint: the constructor's parameters after the space and the seed."""
     params = list(inspect.signature(cls.__init__).parameters.values())[2:]  # self, space
     hints = typing.get_type_hints(cls.__init__)
-    return {p.name: hints.get(p.name, Any) for p in params if p.name != "seed" and p.kind is p.POSITIONAL_OR_KEYWORD}
+    return {p.name: hints.get(p.name, Any) for p in params
+            if p.name not in ("seed", "generator") and p.kind is p.POSITIONAL_OR_KEYWORD}
 
 
 def _convert(value: Any, hint: Any) -> tuple[bool, Any, str]:
@@ -98,7 +99,8 @@ class Preset:
         """The option names a user may set."""
         return sorted(set(option_hints(self.cls)) - self.not_options)
 
-    def __call__(self, *args: Any, seed: int = 0, **options: Any) -> Optimizer:
+    def __call__(self, *args: Any, seed: int = 0, generator: Any = None, **options: Any) -> Optimizer:
+        """``generator`` reaches only a method that searches through it (``needs_generator``)."""
         fixed, label, positional = dict(self.fixed), self.name, list(args)
         if self.prefix_arg is not None:
             suffix = positional.pop(0)
@@ -108,6 +110,8 @@ class Preset:
             raise TypeError(f"optimizer {label!r} takes (space, seed=0, **options), got {len(args)} positional args")
         seed = rest[0] if rest else seed
         checked = check_options(label, self.cls, options, frozenset(fixed))
+        if getattr(self.cls, "needs_generator", False):
+            fixed["generator"] = generator
         return self.cls(space, seed=seed, **{**self.defaults, **checked, **fixed})
 
 
@@ -116,3 +120,12 @@ def register(name: str, cls: type[Optimizer], doc: str, fixed: dict | None = Non
     preset = Preset(name, cls, fixed, **defaults)
     OPTIMIZERS.register(name, doc)(preset)
     return preset
+
+
+def create(name: str, generator: Any, seed: int, options: dict) -> Optimizer:
+    """Optimizer ``name`` over ``generator``'s latent, as runs and scans make it. A registered preset is also
+    handed the generator, which only a method that searches through it (``needs_generator``) takes; a factory
+    registered by hand is called as ``(space, seed=..., **options)``."""
+    factory = OPTIMIZERS.get(name)
+    preset = isinstance(factory.func if isinstance(factory, partial) else factory, Preset)
+    return factory(generator.space, seed=seed, **({"generator": generator} if preset else {}), **options)

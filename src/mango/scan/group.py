@@ -29,8 +29,9 @@ from ..experiment.session import open_run
 from ..experiment.store import RunStore
 from ..generators import Generator, make_generator
 from ..imagespace import adapter
-from ..optimizers import OPTIMIZERS, Optimizer
+from ..optimizers import Optimizer
 from ..optimizers.auto import AUTO, default_batch, resolve
+from ..optimizers.options import create
 from ..targets import Target, TorchTarget, make_target
 from ..targets.base import AdaptedTarget
 from ..targets.objective import WeightedTarget, parse_objective
@@ -90,7 +91,7 @@ def member_optimizer(cfg: ScanConfig, m: Member, gen: Generator) -> tuple[RunCon
     run_cfg = RunConfig.from_dict(cfg.run_settings(m.layer, m.unit, m.seed))
     auto = run_cfg.optimizer == AUTO
     run_cfg = replace(run_cfg, optimizer=resolve(run_cfg.optimizer, gen.space, noisy(run_cfg)))
-    opt = OPTIMIZERS.create(run_cfg.optimizer, gen.space, seed=m.seed, **run_cfg.optimizer_options)
+    opt = create(run_cfg.optimizer, gen, m.seed, run_cfg.optimizer_options)
     rig = auto and run_cfg.model.startswith("rig:")
     return replace(run_cfg, batch=run_cfg.batch or default_batch(opt.preferred_batch, run_cfg.budget, rig)[0]), opt
 

@@ -1,0 +1,46 @@
+"""``image-model``: a CNN ensemble fitted to the unit's responses, ascended through the generator each batch.
+
+Determinism, exact replay, failed and missing values, injection and option checks are covered for every
+registered optimizer in ``test_optimizer_conformance.py`` (with a tiny generator), a killed run's exact resume
+in ``test_optimizers_continuous.py``; this file checks that the loop hands it the generator, that it beats
+random search on a real unit, and the one-line refusals.
+"""
+from __future__ import annotations
+
+import pytest
+
+import mango
+from mango.errors import MangoError
+from mango.generators.space import LatentSpace
+from mango.optimizers import OPTIMIZERS
+
+
+def test_beats_random_search_on_a_unit_of_the_embedded_network(tmp_path):
+    """mnist-snn ``lif1:4`` with mnist-sngan, 160 presentations: the model's best image beats random search's."""
+    kwargs = dict(model="mnist-snn", target="lif1:4", budget=160, seed=0, progress=False)
+    model = mango.run(optimizer="image-model", out=tmp_path / "model", **kwargs)
+    rand = mango.run(optimizer="random", out=tmp_path / "random", **kwargs)
+    assert model.best_response > rand.best_response + 0.05, (model.best_response, rand.best_response)
+    assert model.history["response"].iloc[40:].mean() > rand.history["response"].iloc[40:].mean()
+
+
+def test_refusals_are_one_line(tiny_setup):
+    gen, _ = tiny_setup
+    cases = [(lambda: OPTIMIZERS.create("image-model", LatentSpace(6, 16), generator=gen), "categorical"),
+             (lambda: OPTIMIZERS.create("image-model", gen.space), "NoneType, not a mango.TorchGenerator"),
+             (lambda: OPTIMIZERS.create("image-model", gen.space, generator=gen, ensemble=1), "ensemble >= 2"),
+             (lambda: OPTIMIZERS.create("image-model", gen.space, generator=gen, sigma=-1.0), "sigma >= 0")]
+    for call, match in cases:
+        with pytest.raises(MangoError, match=match) as exc:
+            call()
+        assert "\n" not in str(exc.value)
+
+
+def test_the_generator_collects_no_gradients(tiny_setup):
+    """The ascent asks for the latent's gradient alone: the user's generator module is left as it was."""
+    gen, _ = tiny_setup
+    opt = OPTIMIZERS.create("image-model", gen.space, seed=0, generator=gen, init=4)
+    for _ in range(3):
+        z = opt.ask(4)
+        opt.tell(z, -z.pow(2).sum(1))
+    assert all(p.grad is None for p in gen.module.parameters())
