@@ -26,18 +26,18 @@ from efficiency import name
 
 import mango
 
-QUERIES, BUDGETS = 1000, (100, 250, 500, 1000)
+BUDGETS = (100, 250, 500, 1000, 3000)
 
 
-def run(gen, unit: str, seed: int, entry: str) -> dict:
+def run(gen, unit: str, seed: int, entry: str, queries: int = 1000) -> dict:
     f = Objective(gen, mango.make_target("mnist-snn", unit, readout="rate+drive"))
     shown = UntilSpike(f)
     t0 = time.perf_counter()
-    *_, spent, _, described = drive(shown, entry, seed, QUERIES, gen.space, generator=gen)
+    *_, spent, _, described = drive(shown, entry, seed, queries, gen.space, generator=gen)
     best = np.maximum.accumulate(np.concatenate(shown.rates))
     return {"kind": "run", "method": entry, "unit": name("mnist-snn", unit), "seed": seed,
-            "at": {str(b): round(float(best[b - 1]), 4) for b in BUDGETS}, "optimizer_s": round(spent, 1),
-            "wall_s": round(time.perf_counter() - t0, 1), "optimizer": described}
+            "at": {str(b): round(float(best[b - 1]), 4) for b in BUDGETS if b <= queries},
+            "optimizer_s": round(spent, 1), "wall_s": round(time.perf_counter() - t0, 1), "optimizer": described}
 
 
 def table(records: list[dict]) -> str:
@@ -46,17 +46,19 @@ def table(records: list[dict]) -> str:
         for r in read_runs(RESULTS / f):
             if r["kind"] == "run" and r["condition"] == "clean":
                 ref[(r["method"], r["unit"], r["seed"])] = r["at"]
-    lines = [f"{'unit':<16}{'seeds':>6}  surrogate @250 / @1000   default @250 / @1000 / @3000   portfolio @3000"]
+    lines = [f"{'unit':<16}{'seeds':>6}  surrogate @250 / @1000 (/ @3000)   default @250 / @1000 / @3000"
+             "   portfolio @3000"]
     rows = []
     for u in sorted({r["unit"] for r in records}):
         rs = [r for r in records if r["unit"] == u and ("auto", u, r["seed"]) in ref]
         if not rs:
             continue
         med = [np.median([r["at"][b] for r in rs]) for b in ("250", "1000")]
+        late = f" / {np.median([r['at']['3000'] for r in rs]):.3f}" if all("3000" in r["at"] for r in rs) else ""
         d = [np.median([ref[("auto", u, r["seed"])][b] for r in rs]) for b in ("250", "1000", "3000")]
         p = np.median([ref[("ng-portfolio", u, r["seed"])]["3000"] for r in rs])
         rows.append((med, d, p))
-        lines.append(f"{u:<16}{len(rs):>6}  {med[0]:.3f} / {med[1]:.3f}            "
+        lines.append(f"{u:<16}{len(rs):>6}  {med[0]:.3f} / {med[1]:.3f}{late or ' ' * 8}    "
                      f"{d[0]:.3f} / {d[1]:.3f} / {d[2]:.3f}          {p:.3f}")
     if rows:
         m, d, p = (np.mean([r[i] for r in rows], 0) for i in range(3))
@@ -72,6 +74,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--method", default="image-model", help="an optimizer entry, NAME+key=value")
+    p.add_argument("--queries", type=int, default=1000, help="presentations per run (1,000 or 3,000)")
+    p.add_argument("--units", default=None, help="a comma-separated subset of the units (default: all 13)")
     p.add_argument("--shard", default="0/1", help="I/N: this process does every N-th run, from I")
     p.add_argument("--runs", type=Path, default=RESULTS / "image-surrogate-runs.jsonl")
     p.add_argument("--out", type=Path, default=RESULTS / "image-surrogate.json")
@@ -81,11 +85,11 @@ def main() -> None:
     shard, shards = (int(x) for x in a.shard.split("/"))
     gen = mango.GENERATORS.create("mnist-sngan")
     done = {(r["method"], r["unit"], r["seed"]) for r in read_runs(a.runs)}
-    plan = [(u, s) for s in range(a.seeds) for u in units()]
+    plan = [(u, s) for s in range(a.seeds) for u in (a.units.split(",") if a.units else units())]
     for i, (u, s) in enumerate(plan):
         if a.table_only or i % shards != shard or (a.method, name("mnist-snn", u), s) in done:
             continue
-        rec = run(gen, u, s, a.method)
+        rec = run(gen, u, s, a.method, a.queries)
         print(f"{rec['unit']} seed {s}: {rec['at']} ({rec['wall_s']:.0f} s)", flush=True)
         append(a.runs, rec)
     text = table([r for r in read_runs(a.runs) if r["method"] == a.method])
