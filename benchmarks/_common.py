@@ -1,6 +1,7 @@
 """Pieces the efficiency benchmarks share: a memoized objective, a run driven like the loop, JSON-lines records."""
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from pathlib import Path
@@ -117,3 +118,21 @@ def append(path: Path, record: dict) -> None:
             fh.seek(-1, 2)
             torn = fh.read(1) != b"\n"  # the last line was cut short by a kill: start a new one
         fh.write((("\n" if torn else "") + json.dumps(record) + "\n").encode())
+
+
+def shard(text: str) -> tuple[int, int]:
+    """``--shard I/N`` (this process does every N-th run of the plan, from I) as ``(I, N)``; else one line."""
+    i, _, n = text.partition("/")
+    if not (i.isdigit() and n.isdigit() and 0 <= int(i) < int(n)):
+        raise argparse.ArgumentTypeError(f"expected I/N with 0 <= I < N (e.g. 0/2), got {text!r}")
+    return int(i), int(n)
+
+
+def record_args(p: argparse.ArgumentParser, runs: str, out: str, seeds: int) -> None:
+    """The options of a resumable benchmark: seeds, a shard of the plan, its records (``RESULTS/runs``, appended
+    to and resumed from) and its table (``RESULTS/out``)."""
+    p.add_argument("--seeds", type=int, default=seeds)
+    p.add_argument("--shard", type=shard, default=(0, 1), help="I/N: this process does every N-th run, from I")
+    p.add_argument("--runs", type=Path, default=RESULTS / runs)
+    p.add_argument("--out", type=Path, default=RESULTS / out)
+    p.add_argument("--table-only", action="store_true", help="only the table, from the records so far")

@@ -33,13 +33,12 @@ import json
 import math
 import time
 import warnings
-from pathlib import Path
 
 import cma
 import cmaes
 import numpy as np
 import torch
-from _common import RESULTS, Objective, UntilSpike, append, drive, read_runs
+from _common import RESULTS, Objective, UntilSpike, append, drive, read_runs, record_args
 from efficiency import draw, name, scores
 from efficiency_tables import BUDGETS, fired_units
 
@@ -160,18 +159,14 @@ def table(records: list[dict]) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--variants", default=",".join(VARIANTS))
-    p.add_argument("--seeds", type=int, default=5)
-    p.add_argument("--shard", default="0/1", help="I/N: this process does every N-th run, from I")
-    p.add_argument("--runs", type=Path, default=RESULTS / "continuous-variants-runs.jsonl")
-    p.add_argument("--out", type=Path, default=RESULTS / "continuous-variants.json")
-    p.add_argument("--table-only", action="store_true")
+    record_args(p, "continuous-variants-runs.jsonl", "continuous-variants.json", seeds=5)
     a = p.parse_args()
     warnings.filterwarnings("ignore", module="cma")
     torch.set_num_threads(1)
     unknown = [v for v in a.variants.split(",") if v not in VARIANTS]
     if unknown:
         raise SystemExit(f"error: unknown variant {unknown[0]!r}; expected some of {', '.join(VARIANTS)}")
-    shard, shards = (int(x) for x in a.shard.split("/"))
+    shard, shards = a.shard
     done = {(r["variant"], r["unit"], r["seed"]) for r in read_runs(a.runs)}
     gen = mango.GENERATORS.create("mnist-sngan")
     plan = [(v, u, s) for v in a.variants.split(",") for u in units() for s in range(a.seeds)]

@@ -16,11 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-from _common import RESULTS, Objective, UntilSpike, append, drive, read_runs
+from _common import RESULTS, Objective, UntilSpike, append, drive, read_runs, record_args
 from continuous_variants import units
 from efficiency import name
 
@@ -72,17 +71,13 @@ def table(records: list[dict]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seeds", type=int, default=3)
+    record_args(p, "image-surrogate-runs.jsonl", "image-surrogate.json", seeds=3)
     p.add_argument("--method", default="image-model", help="an optimizer entry, NAME+key=value")
     p.add_argument("--queries", type=int, default=1000, help="presentations per run (1,000 or 3,000)")
     p.add_argument("--units", default=None, help="a comma-separated subset of the units (default: all 13)")
-    p.add_argument("--shard", default="0/1", help="I/N: this process does every N-th run, from I")
-    p.add_argument("--runs", type=Path, default=RESULTS / "image-surrogate-runs.jsonl")
-    p.add_argument("--out", type=Path, default=RESULTS / "image-surrogate.json")
-    p.add_argument("--table-only", action="store_true")
     a = p.parse_args()
     torch.set_num_threads(1)
-    shard, shards = (int(x) for x in a.shard.split("/"))
+    shard, shards = a.shard
     gen = mango.GENERATORS.create("mnist-sngan")
     done = {(r["method"], r["unit"], r["seed"]) for r in read_runs(a.runs)}
     plan = [(u, s) for s in range(a.seeds) for u in (a.units.split(",") if a.units else units())]

@@ -23,12 +23,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from pathlib import Path
 
 import efficiency
 import numpy as np
 import torch
-from _common import RESULTS, Objective, append, read_runs
+from _common import RESULTS, Objective, append, read_runs, record_args
 
 import mango
 from mango.optimizers.auto import DRIVE
@@ -145,11 +144,7 @@ class TuRBOThenSepCMA(Optimizer):
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--shard", default="0/1")
-    p.add_argument("--runs", type=Path, default=RESULTS / "turbo-runs.jsonl")
-    p.add_argument("--out", type=Path, default=RESULTS / "turbo.json")
-    p.add_argument("--table-only", action="store_true")
+    record_args(p, "turbo-runs.jsonl", "turbo.json", seeds=3)
     p.add_argument("--method", default="turbo", help="turbo, or turbo-sepcma[+switch=N][+step=S]: TuRBO for 250 "
                    "queries, then sep-CMA-ES from its best with 0.5x its usual first step (--runs another file)")
     a = p.parse_args()
@@ -158,7 +153,7 @@ def main() -> None:
     torch.set_num_threads(1)
     register("turbo", TuRBO, "TuRBO-1 (benchmark only)")
     register("turbo-sepcma", TuRBOThenSepCMA, "TuRBO-1, then sep-CMA-ES from its best (benchmark only)")
-    shard, shards = (int(x) for x in a.shard.split("/"))
+    shard, shards = a.shard
     draw = efficiency.draw(24, 0)
     units = [(m, u) for m, u in draw if m == "mnist-snn" and not u.startswith("class:")]
     done = {(r["unit"], r["seed"]) for r in read_runs(a.runs)}
