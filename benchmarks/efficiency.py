@@ -128,10 +128,11 @@ def scores(told: np.ndarray, clean: np.ndarray, asked: torch.Tensor, noisy: Nois
 
 
 def run_one(f: Objective, unit: str, method: str, seed: int, condition: str, space, unit_key: int,
-            remeasure: bool | None = None) -> dict:
-    """One run of 3,000. ``f``'s target reads ``rate+drive`` where the default does (``auto``, clean, a
-    spiking layer's unit): the optimizer is told the drive values, the scores are the rates. ``remeasure``:
-    whether a noisy run re-measures its best at the end as the default does (default: for ``auto`` only)."""
+            remeasure: bool | None = None, queries: int = BUDGETS[-1]) -> dict:
+    """One run of ``queries`` (3,000; a shorter run records the budgets it reaches). ``f``'s target reads
+    ``rate+drive`` where the default does (``auto``, clean, a spiking layer's unit): the optimizer is told the
+    drive values, the scores are the rates. ``remeasure``: whether a noisy run re-measures its best at the end
+    as the default does (default: for ``auto`` only)."""
     noisy = Noisy(f, [seed, unit_key, 7]) if condition == "noisy" else None
     entry, why = choose(space, noisy is not None) if method == "auto" else (method, "")
     t0, f.seconds = time.perf_counter(), 0.0
@@ -144,7 +145,7 @@ def run_one(f: Objective, unit: str, method: str, seed: int, condition: str, spa
         shown.rates.append(noisy.last)
         return v
 
-    told, asked, spent, batch, _ = drive(measure, entry, seed, BUDGETS[-1], space)
+    told, asked, spent, batch, _ = drive(measure, entry, seed, queries, space, generator=f.gen)
     rates = np.concatenate(shown.rates)
     s = scores(told if noisy is not None else rates, rates, asked, noisy,
                method == "auto" if remeasure is None else remeasure)
@@ -198,6 +199,8 @@ def main() -> None:
     p.add_argument("--like-default", default="", help="candidate defaults: these methods too read rate+drive "
                    "and re-measure a noisy run's best where the default does")
     p.add_argument("--conditions", default="clean,noisy", help="run only these conditions' runs")
+    p.add_argument("--queries", type=int, default=BUDGETS[-1], choices=BUDGETS, help="presentations per run: "
+                   "a costly method's runs of 1,000 give goal 1's first sentence, not the 3,000 column")
     p.add_argument("--table-only", action="store_true")
     p.add_argument("--more-runs", type=Path, nargs="*", default=[], help="also read these records (candidate "
                    "defaults' runs kept apart) for the tables; new runs go to --runs only")
@@ -215,7 +218,8 @@ def main() -> None:
     conditions = a.conditions.split(",")
     shard, shards = (int(x) for x in a.shard.split("/"))
     units, models = draw(a.units, a.draw_seed), a.models.split(",")
-    done = {(r["kind"], r["unit"], r.get("method"), r.get("seed"), r.get("condition")) for r in read_runs(a.runs)}
+    known = read_runs(a.runs) + [r for path in a.more_runs for r in read_runs(path)]  # e.g. the ceilings
+    done = {(r["kind"], r["unit"], r.get("method"), r.get("seed"), r.get("condition")) for r in known}
     gens: dict[str, object] = {}
     for i, item in enumerate(plan(units, methods, a.seeds, a.first_seed)):
         if a.table_only or i % shards != shard or item[1] not in models:
@@ -236,7 +240,7 @@ def main() -> None:
             f = Objective(gen, mango.make_target(model, unit, readout=readout))
             unit_key = units.index((model, unit))
             rec = run_one(f, name(model, unit), item[3], item[4], item[5], gen.space, unit_key,
-                          remeasure=True if item[3] in also else None)
+                          remeasure=True if item[3] in also else None, queries=a.queries)
             print(f"{rec['unit']} {rec['condition']} {rec['method']} seed {rec['seed']}: {rec['at']} "
                   f"({rec['wall_s']:.0f} s)", flush=True)
         append(a.runs, rec)
@@ -248,8 +252,9 @@ def main() -> None:
     for candidate in filter(None, a.as_default.split(",")):
         for condition in conditions:
             lost, reaches = as_default(runs, [name(m, u) for m, u in units], candidate, condition)
-            print(f"{candidate} as the default, {condition}: @1000 >= ng-portfolio@3000 on {sum(reaches)}/"
-                  f"{len(reaches)} units; {len(lost)} points behind a baseline beyond the seed spread: {lost}")
+            print(f"{candidate} as the default, {condition}: @1000 >= ng-portfolio@3000 on "
+                  f"{sum(r[0] == '+' for r in reaches)}/{len(reaches)} units ({', '.join(reaches)}); {len(lost)} "
+                  f"points behind a baseline beyond the seed spread: {lost}")
     if a.aa:
         for condition in conditions:
             found, tests = aa_test(runs, [name(m, u) for m, u in units], read_runs(a.aa), condition)

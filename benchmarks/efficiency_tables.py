@@ -20,13 +20,15 @@ def medians(runs: list[dict], unit: str, method: str, condition: str) -> tuple[d
     rs = [r for r in runs if (r["unit"], r["method"], r["condition"]) == (unit, method, condition)]
     if not rs:
         return {}, {}, 0
-    at = {b: [r["at"][str(b)] for r in rs] for b in BUDGETS}
-    return ({b: float(np.median(v)) for b, v in at.items()}, {b: float(np.percentile(v, 75)) for b, v in at.items()},
-            len(rs))
+    at = {b: scores_at(rs, unit, method, condition, b) for b in BUDGETS}  # NaN where no run reached b
+    return ({b: float(np.median(v)) if v else math.nan for b, v in at.items()},
+            {b: float(np.percentile(v, 75)) if v else math.nan for b, v in at.items()}, len(rs))
 
 
 def scores_at(runs: list[dict], unit: str, method: str, condition: str, budget: int) -> list[float]:
-    return [r["at"][str(budget)] for r in runs if (r["unit"], r["method"], r["condition"]) == (unit, method, condition)]
+    """The seeds' scores at ``budget``; a run shorter than ``budget`` (``--queries``) has none there."""
+    return [r["at"][str(budget)] for r in runs
+            if (r["unit"], r["method"], r["condition"]) == (unit, method, condition) and str(budget) in r["at"]]
 
 
 def worse(runs: list[dict], unit: str, condition: str, other: str, budget: int, alpha: float = 0.05,
@@ -115,20 +117,21 @@ def report(runs: list[dict], ceilings: dict[str, float], units: list[str], metho
     return summary, "\n".join(lines)
 
 
-def as_default(runs: list[dict], units: list[str], candidate: str, condition: str) -> tuple[list[str], list[bool]]:
+def as_default(runs: list[dict], units: list[str], candidate: str, condition: str) -> tuple[list[str], list[str]]:
     """Goal 1 with ``candidate`` in the default's place: the points (unit @ budget) where one of cma, sepcma, ga
     and ng-portfolio, other than the candidate itself, is better beyond the seed spread (reading (b)), and per
-    unit that fires whether its median at 1,000 reaches Portfolio's at 3,000. Answers whether any single
-    method measured would meet goal 1 on this draw."""
+    unit that fires its median at 1,000 against Portfolio's at 3,000 (``+`` where it reaches it). Answers
+    whether any single method measured would meet goal 1 on this draw."""
     fired = fired_units(runs, units)
     others = [m for m in BASELINES if m != candidate]
     lost, reaches = [], []
     for u in units:
         if u not in fired or not all(scores_at(runs, u, m, condition, 250) for m in [candidate, *others]):
             continue
-        reaches.append(float(np.median(scores_at(runs, u, candidate, condition, 1000)))
-                       >= float(np.median(scores_at(runs, u, "ng-portfolio", condition, 3000))))
-        for b in BUDGETS:
+        mine, theirs = (float(np.median(scores_at(runs, u, m, condition, b)))
+                        for m, b in ((candidate, 1000), ("ng-portfolio", 3000)))
+        reaches.append(f"{'+' if mine >= theirs else '-'}{u} {mine:.3f}/{theirs:.3f}")
+        for b in (b for b in BUDGETS if scores_at(runs, u, candidate, condition, b)):  # the budgets it was run to
             beaten = [m for m in others if worse(runs, u, condition, m, b, default=candidate)]
             lost += [f"{u} @{b} ({', '.join(beaten)})"] if beaten else []
     return lost, reaches

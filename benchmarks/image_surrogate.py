@@ -9,7 +9,12 @@ draws that some method made fire; told ``rate+drive`` until the first spike; noi
 image at 250 / 1,000) and put next to the default's and Portfolio's recorded runs with the same seeds. 1,000
 queries, not 3,000: the model costs about 70 s of one CPU core per 1,000 queries (a presentation to a living
 neuron costs more).
-``--method image-model+pool=1`` gives the records without the pooling layer.
+The records made before the trust region (commit e2e17f6) are named ``image-model (e2e17f6)`` and
+``image-model+pool=1 (e2e17f6)`` (without the pooling layer); ``--table-only --method "image-model (e2e17f6)"``
+gives ``results/image-surrogate.json``. Those named ``... (development)`` are the trust region's variants
+measured while it was written (the code's floating-point path differed in the last digits).
+Goal 1's set-up with ten seeds: ``efficiency.py --methods image-model --like-default image-model --queries 1000``
+(docs/benchmarks.md).
 """
 from __future__ import annotations
 

@@ -8,6 +8,7 @@ random search on a real unit, and the one-line refusals.
 from __future__ import annotations
 
 import pytest
+import torch
 
 import mango
 from mango.errors import MangoError
@@ -44,3 +45,21 @@ def test_the_generator_collects_no_gradients(tiny_setup):
         z = opt.ask(4)
         opt.tell(z, -z.pow(2).sum(1))
     assert all(p.grad is None for p in gen.module.parameters())
+
+
+def test_the_trust_region_narrows_while_nothing_improves(tiny_setup):
+    """After ``patience`` batches without a new best the step around the parents halves; with ``patience=0``
+    it never narrows."""
+    gen, _ = tiny_setup
+
+    def spread(patience: int) -> float:
+        """Mean distance of the last batch from its nearest parent (a flat unit: no batch brings a new best)."""
+        opt = OPTIMIZERS.create("image-model", gen.space, seed=0, generator=gen, init=8, steps=2, ascent=2,
+                                patience=patience)
+        for _ in range(12):
+            z = opt.ask(8)
+            opt.tell(z, [1.0] * 8)
+        return float(torch.cdist(z, opt.z[:8]).amin(1).mean())  # ties: the parents are the first 8 latents
+
+    fixed, narrowed = spread(0), spread(2)
+    assert narrowed < 0.2 * fixed, (narrowed, fixed)  # 11 batches after the first: 5 halvings, 1/32 of the step
