@@ -54,7 +54,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import RESULTS, Objective, UntilSpike, append, drive, read_runs
+from _common import RESULTS, Objective, UntilSpike, append, drive, read_runs, shard
 from efficiency_tables import BUDGETS, CURVE_STEP, aa_test, as_default, markdown, report
 
 import mango
@@ -193,7 +193,8 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--first-seed", type=int, default=0, help="run seeds FIRST.. (the tables read seeds 0..)")
     p.add_argument("--models", default=",".join(LAYERS), help="run only these models' units (the tables keep all)")
-    p.add_argument("--shard", default="0/1", help="I/N: this process does every N-th item of the plan, from I")
+    p.add_argument("--shard", type=shard, default=(0, 1), help="I/N: this process does every N-th item of the plan, "
+                   "from I")
     p.add_argument("--runs", type=Path, default=RESULTS / "efficiency-runs.jsonl")
     p.add_argument("--out", type=Path, default=RESULTS / "efficiency.json")
     p.add_argument("--like-default", default="", help="candidate defaults: these methods too read rate+drive "
@@ -216,13 +217,13 @@ def main() -> None:
     torch.set_num_threads(1)
     methods, also = a.methods.split(","), tuple(filter(None, a.like_default.split(",")))
     conditions = a.conditions.split(",")
-    shard, shards = (int(x) for x in a.shard.split("/"))
+    shard_i, shards = a.shard
     units, models = draw(a.units, a.draw_seed), a.models.split(",")
     known = read_runs(a.runs) + [r for path in a.more_runs for r in read_runs(path)]  # e.g. the ceilings
     done = {(r["kind"], r["unit"], r.get("method"), r.get("seed"), r.get("condition")) for r in known}
     gens: dict[str, object] = {}
     for i, item in enumerate(plan(units, methods, a.seeds, a.first_seed)):
-        if a.table_only or i % shards != shard or item[1] not in models:
+        if a.table_only or i % shards != shard_i or item[1] not in models:
             continue
         if item[0] == "run" and item[5] not in conditions:
             continue
@@ -268,7 +269,7 @@ def main() -> None:
                                                                    "drift_period": PERIOD},
             "remeasure": {"top": TOP, "repeats": REPEATS}, "ceilings": ceilings, "torch": torch.__version__,
             "threads": torch.get_num_threads(), "machine": platform.machine(), "date": time.strftime("%Y-%m-%d")}
-    if shard == 0:
+    if shard_i == 0:
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(json.dumps({"meta": meta, "summary": summary}, indent=1) + "\n")
         print(f"wrote {a.out}")

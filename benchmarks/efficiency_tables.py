@@ -20,7 +20,7 @@ def medians(runs: list[dict], unit: str, method: str, condition: str) -> tuple[d
     rs = [r for r in runs if (r["unit"], r["method"], r["condition"]) == (unit, method, condition)]
     if not rs:
         return {}, {}, 0
-    at = {b: scores_at(rs, unit, method, condition, b) for b in BUDGETS}  # NaN where no run reached b
+    at = {b: [r["at"][str(b)] for r in rs if str(b) in r["at"]] for b in BUDGETS}  # NaN where no run reached b
     return ({b: float(np.median(v)) if v else math.nan for b, v in at.items()},
             {b: float(np.percentile(v, 75)) if v else math.nan for b, v in at.items()}, len(rs))
 
