@@ -193,6 +193,8 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--first-seed", type=int, default=0, help="run seeds FIRST.. (the tables read seeds 0..)")
     p.add_argument("--models", default=",".join(LAYERS), help="run only these models' units (the tables keep all)")
+    p.add_argument("--only", default="", help="run only these units, e.g. mnist/class:9,mnist/lif1:4 (the tables "
+                   "keep all)")
     p.add_argument("--shard", type=shard, default=(0, 1), help="I/N: this process does every N-th item of the plan, "
                    "from I")
     p.add_argument("--runs", type=Path, default=RESULTS / "efficiency-runs.jsonl")
@@ -224,6 +226,8 @@ def main() -> None:
     gens: dict[str, object] = {}
     for i, item in enumerate(plan(units, methods, a.seeds, a.first_seed)):
         if a.table_only or i % shards != shard_i or item[1] not in models:
+            continue
+        if a.only and name(*item[1:3]) not in a.only.split(","):
             continue
         if item[0] == "run" and item[5] not in conditions:
             continue

@@ -30,7 +30,8 @@ def test_refusals_are_one_line(tiny_setup):
     cases = [(lambda: OPTIMIZERS.create("image-model", LatentSpace(6, 16), generator=gen), "categorical"),
              (lambda: OPTIMIZERS.create("image-model", gen.space), "NoneType, not a mango.TorchGenerator"),
              (lambda: OPTIMIZERS.create("image-model", gen.space, generator=gen, ensemble=1), "ensemble >= 2"),
-             (lambda: OPTIMIZERS.create("image-model", gen.space, generator=gen, sigma=-1.0), "sigma >= 0")]
+             (lambda: OPTIMIZERS.create("image-model", gen.space, generator=gen, sigma=-1.0), "sigma >= 0"),
+             (lambda: OPTIMIZERS.create("image-model", gen.space, generator=gen, grid=-1), "grid >= 0")]
     for call, match in cases:
         with pytest.raises(MangoError, match=match) as exc:
             call()
@@ -63,3 +64,19 @@ def test_the_trust_region_narrows_while_nothing_improves(tiny_setup):
 
     fixed, narrowed = spread(0), spread(2)
     assert narrowed < 0.2 * fixed, (narrowed, fixed)  # 11 batches after the first: 5 halvings, 1/32 of the step
+
+
+def test_held_out_error_picks_the_read_out_that_weighs_where(tiny_setup):
+    """Each batch is predicted before the models are fitted on it; on a unit that weighs where a feature is
+    (left half minus right half, as a class output's fully connected read-out does) the grid read-out's error
+    ends well under the spatial mean's, so its models steer the ascent."""
+    gen, _ = tiny_setup
+    opt = OPTIMIZERS.create("image-model", gen.space, seed=0, generator=gen, init=16, ascent=2, steps=60)
+    for _ in range(8):
+        z = opt.ask(8)
+        with torch.no_grad():
+            x = gen.module(z.float())
+        opt.tell(z, (x[..., :14].mean((1, 2, 3)) - x[..., 14:].mean((1, 2, 3))).double())
+    mean, grid = opt.errors
+    assert not opt.families[0][0].grid and opt.families[1][0].grid == 4
+    assert grid < 0.5 * mean, (grid, mean)

@@ -17,17 +17,14 @@ steps scaled by r too. r is a trust region's radius (TuRBO's rule, Eriksson et a
 better images far from the best ones refines near them. The first ``init`` latents are the generator's prior
 N(0, 1).
 
-Measured in issue 14's set-up (``benchmarks/efficiency.py --methods image-model --like-default image-model
---queries 1000``: every mnist-snn unit of draw 0, seeds 0-9, noise-free, told as the default runs;
-docs/benchmarks.md, "A trust region, and goal 1 with ten seeds"): on all four ``lif1`` units its median at
-1,000 queries is above the default's at 3,000 (``lif1:4``: 0.521 against 0.471; 0.423 at 1,000), and it
-reaches Portfolio's 3,000-query median at 1,000 on 6 of the 8 hidden units against the default's 3. It made
-``lif2:22`` fire, which no other method nor the white box had. It loses on the class outputs (``class:9``: 0.850
-against 0.950 for every other method; the spatial-mean read-out cannot weigh where a feature is) and trails on
-the low-rate ``lif2:17`` and ``lif2:23``. The trust region (``patience`` 6) is worth 0.04 on ``lif1:4``
-(0.546 against 0.504, 3 seeds); the pooling layer 0.026 on the mean of 12 units. It costs about 0.06 s of one
-CPU core per image, against well under a millisecond for sep-CMA-ES. Not measured at 3,000 with the trust
-region, nor under noise: not the default.
+Where: a spatial mean fits a conv channel's rate but not a unit whose weights depend on where a feature is (a
+class output's fully connected read-out; a living neuron's receptive field). A second ensemble adds to the mean a
+weight per channel and cell of a ``grid`` x ``grid`` map (zero at first). Both are fitted; each told batch is
+first predicted by both (a prequential score, as in model selection by held-out error), and the grid's models
+steer the ascent once their summed error is below ``GRID_GAIN`` (3/4) of the mean's: a clear win, not noise.
+While the mean steers, the search is exactly the one without the grid (the grid's minibatches come from their
+own stream). ``grid=0`` leaves it out (half the fitting).
+
 """
 from __future__ import annotations
 
@@ -42,20 +39,31 @@ from .options import register
 
 #: how many of the best latents measured seed each batch's ascent
 PARENTS = 8
+#: the grid read-out's models steer the ascent once their held-out error is below this share of the mean's
+GRID_GAIN = 0.75
 
 
 class Net(nn.Module):
-    """A neuron model with a CNN's prior: two conv layers, a spatial mean (a channel's rate), a read-out."""
+    """A neuron model with a CNN's prior: two conv layers, a spatial mean (a channel's rate), a read-out; with
+    ``grid``, plus weights on where a feature is."""
 
-    def __init__(self, in_channels: int, channels: int, pool: int) -> None:
+    def __init__(self, in_channels: int, channels: int, pool: int, grid: int = 0) -> None:
         super().__init__()
         self.features = nn.Sequential(nn.Conv2d(in_channels, channels, 5, padding=2), nn.Softplus(),
                                       nn.MaxPool2d(pool, ceil_mode=True),
                                       nn.Conv2d(channels, channels, 5, padding=2), nn.Softplus())
         self.out = nn.Linear(channels, 1)
+        self.grid = grid  # > 0: plus a weight per channel and cell of a grid x grid map, zero at first
+        if grid:
+            self.where = nn.Linear(channels * grid * grid, 1, bias=False)
+            nn.init.zeros_(self.where.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(self.features(x).mean((2, 3))).squeeze(1)
+        f = self.features(x)
+        y = self.out(f.mean((2, 3)))
+        if self.grid:
+            y = y + self.where(nn.functional.adaptive_avg_pool2d(f, self.grid).flatten(1))
+        return y.squeeze(1)
 
 
 class ImageModel(Optimizer):
@@ -67,7 +75,7 @@ class ImageModel(Optimizer):
 
     def __init__(self, space: LatentSpace, seed: int = 0, generator: Generator | None = None, init: int = 40,
                  kappa: float = 1.0, sigma: float = 1.0, ascent: int = 30, steps: int = 20, ensemble: int = 2,
-                 channels: int = 8, pool: int = 2, patience: int = 6) -> None:
+                 channels: int = 8, pool: int = 2, patience: int = 6, grid: int = 4) -> None:
         super().__init__(space, seed)
         if space.bounds is None:
             raise MangoError(f"image-model searches a continuous latent; this one is categorical ({space.dim} codes "
@@ -77,7 +85,7 @@ class ImageModel(Optimizer):
                              f"{type(generator).__name__}, not a mango.TorchGenerator")
         for name, value, low in (("init", init, 2), ("ascent", ascent, 0), ("steps", steps, 1),
                                  ("ensemble", ensemble, 2), ("channels", channels, 1), ("pool", pool, 1),
-                                 ("patience", patience, 0)):
+                                 ("patience", patience, 0), ("grid", grid, 0)):
             if value < low:
                 raise MangoError(f"image-model needs {name} >= {low}, got {name}={value}")
         if kappa < 0 or sigma < 0:
@@ -89,8 +97,14 @@ class ImageModel(Optimizer):
         self.low, self.high = space.bounds
         with torch.random.fork_rng(devices=[]):  # the models' first weights from this seed, not the global stream
             torch.manual_seed(self.seed)
-            self.models = [Net(generator.image_shape[0], channels, pool) for _ in range(ensemble)]
-        self.opts = [torch.optim.Adam(m.parameters(), lr=3e-3) for m in self.models]
+            # read-out families: the spatial mean, and the mean plus a grid's weights; each an ensemble
+            self.families = [[Net(generator.image_shape[0], channels, pool, g) for _ in range(ensemble)]
+                             for g in (0, grid)[: 1 + bool(grid)]]
+        self.opts = [[torch.optim.Adam(m.parameters(), lr=3e-3) for m in f] for f in self.families]
+        # the grid models' minibatches from a stream of their own: while the mean steers, the search is the same
+        self.grid_draws = torch.Generator().manual_seed(self.seed + 1)
+        self.errors = [0.0] * len(self.families)  # each family's error on batches it had not been fitted on
+        self.fitted: tuple[float, float] | None = None  # the values' mean and spread at the last fit
         self.z = torch.empty(0, space.dim, dtype=torch.float64)
         self.y = torch.empty(0, dtype=torch.float64)
         self.x: torch.Tensor | None = None  # the images measured, standardized by the first ones' pixels
@@ -108,6 +122,7 @@ class ImageModel(Optimizer):
                                                                                                       self.high)
         self._fit()
         self._adapt()
+        models = self.families[-1 if self.errors[-1] < GRID_GAIN * self.errors[0] else 0]
         top = self.z[torch.argsort(self.y, descending=True, stable=True)[:PARENTS]]
         start = top[torch.randint(len(top), (k,), generator=self.generator)]
         step = self.radius * self.sigma
@@ -118,7 +133,7 @@ class ImageModel(Optimizer):
         with torch.inference_mode(False), torch.enable_grad():
             for _ in range(self.ascent):
                 x = self._images(start + r * u)
-                p = torch.stack([m(x) for m in self.models])
+                p = torch.stack([m(x) for m in models])
                 # the gradient for u alone: the generator's and the models' weights collect none
                 (u.grad,) = torch.autograd.grad(-(p.mean(0) + self.kappa * p.std(0)).sum(), u)
                 opt.step()
@@ -132,6 +147,10 @@ class ImageModel(Optimizer):
             with torch.inference_mode(False), torch.no_grad():  # plain tensors: the fit records gradients on them
                 z = candidates[keep].double().clone()
                 x = self._images(z)
+                if self.fitted is not None:  # a prequential score: predicted before the fit sees them
+                    y = ((values[keep] - self.fitted[0]) / self.fitted[1]).float()
+                    for i, family in enumerate(self.families):
+                        self.errors[i] += float(((torch.stack([m(x) for m in family]).mean(0) - y) ** 2).sum())
             self.x = x if self.x is None else torch.cat([self.x, x])
             self.z, self.y = torch.cat([self.z, z]), torch.cat([self.y, values[keep].clone()])
 
@@ -148,11 +167,13 @@ class ImageModel(Optimizer):
 
     def _fit(self) -> None:
         assert self.x is not None
-        y = ((self.y - self.y.mean()) / (self.y.std() + 1e-9)).float()
+        self.fitted = float(self.y.mean()), float(self.y.std()) + 1e-9
+        y = ((self.y - self.fitted[0]) / self.fitted[1]).float()
         with torch.inference_mode(False), torch.enable_grad():
-            for m, opt in zip(self.models, self.opts, strict=True):
+            for m, opt in zip(sum(self.families, []), sum(self.opts, []), strict=True):
+                draws = self.grid_draws if m.grid else self.generator
                 for _ in range(self.steps):
-                    i = torch.randint(len(self.x), (min(128, len(self.x)),), generator=self.generator)
+                    i = torch.randint(len(self.x), (min(128, len(self.x)),), generator=draws)
                     loss = ((m(self.x[i]) - y[i]) ** 2).mean()
                     opt.zero_grad()
                     loss.backward()
@@ -160,8 +181,9 @@ class ImageModel(Optimizer):
 
     def hyperparameters(self) -> dict:
         return {"init": self.init, "kappa": self.kappa, "sigma": self.sigma, "ascent": self.ascent,
-                "steps": self.steps, "ensemble": len(self.models), "channels": self.models[0].out.in_features,
-                "pool": self.pool, "patience": self.patience}
+                "steps": self.steps, "ensemble": len(self.families[0]),
+                "channels": self.families[0][0].out.in_features, "pool": self.pool, "patience": self.patience,
+                "grid": self.families[-1][0].grid}
 
     def searched_space(self) -> str:
         return f"box [{self.low}, {self.high}]^{self.space.dim}, through the generator"
