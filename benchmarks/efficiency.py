@@ -221,13 +221,17 @@ def main() -> None:
     conditions = a.conditions.split(",")
     shard_i, shards = a.shard
     units, models = draw(a.units, a.draw_seed), a.models.split(",")
+    only = set(filter(None, a.only.split(",")))
+    if only - {name(m, u) for m, u in units}:  # a mistyped unit would silently run nothing
+        raise SystemExit(f"error: --only names {sorted(only - {name(m, u) for m, u in units})[0]!r}, not a unit of "
+                         f"draw {a.draw_seed} (e.g. {name(*units[0])})")
     known = read_runs(a.runs) + [r for path in a.more_runs for r in read_runs(path)]  # e.g. the ceilings
     done = {(r["kind"], r["unit"], r.get("method"), r.get("seed"), r.get("condition")) for r in known}
     gens: dict[str, object] = {}
     for i, item in enumerate(plan(units, methods, a.seeds, a.first_seed)):
         if a.table_only or i % shards != shard_i or item[1] not in models:
             continue
-        if a.only and name(*item[1:3]) not in a.only.split(","):
+        if only and name(*item[1:3]) not in only:
             continue
         if item[0] == "run" and item[5] not in conditions:
             continue

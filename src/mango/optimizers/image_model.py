@@ -132,7 +132,7 @@ class ImageModel(Optimizer):
                                                                                                       self.high)
         self._fit()
         self._adapt()
-        models = self.families[-1 if self.errors[-1] < GRID_GAIN * self.errors[0] else 0]
+        models = self.families[1 if len(self.families) > 1 and self.errors[1] < GRID_GAIN * self.errors[0] else 0]
         top = self.z[torch.argsort(self.y, descending=True, stable=True)[:PARENTS]]
         start = top[torch.randint(len(top), (k,), generator=self.generator)]
         step = self.radius * self.sigma
@@ -157,7 +157,7 @@ class ImageModel(Optimizer):
             with torch.inference_mode(False), torch.no_grad():  # plain tensors: the fit records gradients on them
                 z = candidates[keep].double().clone()
                 x = self._images(z)
-                if self.fitted is not None:  # a prequential score: predicted before the fit sees them
+                if self.fitted is not None and len(self.families) > 1:  # prequential: predicted before fitted
                     y = ((values[keep] - self.fitted[0]) / self.fitted[1]).float()
                     for i, family in enumerate(self.families):
                         self.errors[i] += float(((torch.stack([m(x) for m in family]).mean(0) - y) ** 2).sum())
