@@ -116,7 +116,7 @@ def run(variant: str, gen, unit: str, seed: int) -> dict:
     t0 = time.perf_counter()
     if variant.endswith("-basis"):
         shown = UntilSpike(f)
-        _, latents, *_ = drive(shown, choose(gen.space, False)[0], seed, QUERIES, gen.space)
+        _, latents, *_ = drive(shown, choose(gen, False)[0], seed, QUERIES, gen.space)
         rates, asked = shown.rates, [latents]
     elif variant == "tie":
         fm = Objective(gen, mango.make_target("mnist-snn", unit, readout="membrane"))
@@ -127,7 +127,7 @@ def run(variant: str, gen, unit: str, seed: int) -> dict:
             v = shown(z)
             return v + 1e-6 * (0.5 + np.arctan(fm(z)) / math.pi) if fired else v
 
-        _, latents, *_ = drive(measure, choose(gen.space, False)[0], seed, QUERIES, gen.space)
+        _, latents, *_ = drive(measure, choose(gen, False)[0], seed, QUERIES, gen.space)
         rates, asked = shown.rates, [latents]
     else:
         low, high = gen.space.bounds

@@ -134,7 +134,7 @@ def run_one(f: Objective, unit: str, method: str, seed: int, condition: str, spa
     drive values, the scores are the rates. ``remeasure``: whether a noisy run re-measures its best at the end
     as the default does (default: for ``auto`` only)."""
     noisy = Noisy(f, [seed, unit_key, 7]) if condition == "noisy" else None
-    entry, why = choose(space, noisy is not None) if method == "auto" else (method, "")
+    entry, why = choose(f.gen, noisy is not None) if method == "auto" else (method, "")
     t0, f.seconds = time.perf_counter(), 0.0
     shown = UntilSpike(f)
 

@@ -81,7 +81,7 @@ def report(runs: list[dict], ceilings: dict[str, float], units: list[str], metho
                 continue
             goal1.append(table["auto"][0][1000] >= table["ng-portfolio"][0][3000])
             needs.append(reach(runs, u, condition, table["ng-portfolio"][0][3000]))
-            for b in BUDGETS:
+            for b in (b for b in BUDGETS if not math.isnan(table["auto"][0][b])):  # the budgets it was run to
                 best_other = max(table[m][0][b] for m in methods if m != "auto")
                 spread[b].append(table["auto"][1][b] >= best_other)
                 beaten = [m for m in methods if m != "auto" and worse(runs, u, condition, m, b)]
@@ -175,9 +175,11 @@ def markdown(runs: list[dict], ceilings: dict[str, float], units: list[str], met
         best = {b: max(others, key=lambda m: table[m][0][b]) for b in BUDGETS}
         pf = table["ng-portfolio"][0][3000]
         need = reach(runs, u, condition, pf) if pf > 0 else math.nan
+        beyond = ">" + str(CURVE_STEP * max(len(r["curve"]) for r in runs  # the longest run of the default
+                                            if (r["unit"], r["method"], r["condition"]) == (u, "auto", condition)))
         lines.append(f"| {u} | {min(t[2] for t in table.values())} | "
-                     + " / ".join(f"{auto[b]:.3f}" for b in BUDGETS) + " | "
+                     + " / ".join("not run" if math.isnan(auto[b]) else f"{auto[b]:.3f}" for b in BUDGETS) + " | "
                      + " / ".join(f"{table[best[b]][0][b]:.3f} ({best[b]})" for b in BUDGETS)
-                     + f" | {pf:.3f} | {'-' if math.isnan(need) else '>3000' if math.isinf(need) else int(need)} | "
+                     + f" | {pf:.3f} | {'-' if math.isnan(need) else beyond if math.isinf(need) else int(need)} | "
                      + f"{ceilings.get(u, math.nan):.3f} |")
     return "\n".join(lines)

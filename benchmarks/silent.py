@@ -48,7 +48,7 @@ def default_search(f: Objective, space, budget: int, seed: int, entry: str | Non
         return v
 
     try:
-        drive(measure, entry or choose(space)[0], seed, budget, space)
+        drive(measure, entry or choose(f.gen)[0], seed, budget, space)
     except FirstSpike:
         return count
     return None
@@ -94,7 +94,7 @@ def main() -> None:
         t0 = time.perf_counter()
         f = Objective(gen, mango.make_target(a.model, unit, readout=DRIVE))
         first = default_search(f, gen.space, a.budget, a.seed, a.entry)
-        rec = {"unit": unit, "entry": a.entry or choose(gen.space)[0], "budget": a.budget, "seed": a.seed,
+        rec = {"unit": unit, "entry": a.entry or choose(gen)[0], "budget": a.budget, "seed": a.seed,
                "first_spike": first}
         if first is None:
             mei = mango.gradient_mei(gen, a.model, unit, steps=a.gradient_steps, restarts=a.gradient_restarts)

@@ -71,16 +71,20 @@ def test_the_faster_way_is_chosen_and_the_other_tried_again_now_and_then():
     assert not Ways(adaptive=False).together()  # a rig or a noisy target: always member by member
 
 
-@pytest.mark.parametrize("model,optimizer,want", [("rig:zmq:tcp://127.0.0.1:9", "auto", ("codes-noisy", 20)),
-                                                   ("rig:zmq:tcp://127.0.0.1:9", "codes", ("codes", 1)),
-                                                   ("mnist-snn", "auto", ("codes", 1))])
-def test_members_take_the_batch_a_run_would(patches, model, optimizer, want):
-    """As ``mango run``: on a rig, auto's codes show blocks of RIG_BATCH; a chosen optimizer keeps its own."""
+@pytest.mark.parametrize("gen,model,optimizer,want", [
+    ("patches", "rig:zmq:tcp://127.0.0.1:9", "auto", ("codes-noisy", 20)),
+    ("patches", "rig:zmq:tcp://127.0.0.1:9", "codes", ("codes", 1)),
+    ("patches", "mnist-snn", "auto", ("codes", 1)),
+    ("sngan", "rig:zmq:tcp://127.0.0.1:9", "auto", ("image-model", 20)),
+    ("sngan", "mnist-snn", "auto", ("sepcma-2step", 16))])
+def test_members_take_the_method_and_batch_a_run_would(request, gen, model, optimizer, want):
+    """As ``mango run``: on a rig, auto's codes show blocks of RIG_BATCH, and a continuous latent gets the noisy
+    default (image-model, in blocks of 20); a chosen optimizer keeps its own batch."""
     from mango.scan.group import member_optimizer
     from mango.scan.plan import Member, ScanConfig
 
     cfg = ScanConfig(model=model, layers=["ch"], optimizer=optimizer, budget=100)
-    run_cfg, _ = member_optimizer(cfg, Member("ch", 1, 0), patches)
+    run_cfg, _ = member_optimizer(cfg, Member("ch", 1, 0), request.getfixturevalue(gen))
     assert (run_cfg.optimizer, run_cfg.batch) == want
 
 

@@ -57,7 +57,7 @@ def build_components(cfg: RunConfig, generator: Generator | None = None, target:
     if convert is not None:
         tgt = AdaptedTarget(tgt, convert, gen.image_space)
     try:
-        opt = create(resolve(cfg.optimizer, gen.space, noisy(cfg, tgt)), gen, cfg.seed, cfg.optimizer_options)
+        opt = create(resolve(cfg.optimizer, gen, noisy(cfg, tgt)), gen, cfg.seed, cfg.optimizer_options)
     except MangoError:
         raise
     except (TypeError, ValueError) as exc:  # unknown option name, or a value of the wrong type
@@ -173,7 +173,7 @@ def run(config: RunConfig | None = None, *, out: str | Path | None = None, resum
         chosen.append(f"readout {DRIVE} (auto: {DRIVE_WHY})")
     auto = cfg.optimizer == AUTO
     if auto:  # recorded as the method that runs: config.json, result and resume name it
-        name, why = choose(gen.space, noisy(cfg, tgt))
+        name, why = choose(gen, noisy(cfg, tgt))
         cfg = replace(cfg, optimizer=name)
         chosen.append(f"optimizer {name} (auto: {why})")
     if cfg.batch is None:  # recorded too, so a resume keeps it
