@@ -31,7 +31,8 @@ def test_refusals_are_one_line(tiny_setup):
              (lambda: OPTIMIZERS.create("image-model", gen.space), "NoneType, not a mango.TorchGenerator"),
              (lambda: OPTIMIZERS.create("image-model", gen.space, generator=gen, ensemble=1), "ensemble >= 2"),
              (lambda: OPTIMIZERS.create("image-model", gen.space, generator=gen, sigma=-1.0), "sigma >= 0"),
-             (lambda: OPTIMIZERS.create("image-model", gen.space, generator=gen, grid=-1), "grid >= 0")]
+             (lambda: OPTIMIZERS.create("image-model", gen.space, generator=gen, grid=-1), "grid >= 0"),
+             (lambda: OPTIMIZERS.create("image-model", gen.space, generator=detached(gen)), "carry no gradient")]
     for call, match in cases:
         with pytest.raises(MangoError, match=match) as exc:
             call()
@@ -96,8 +97,14 @@ def test_the_default_for_a_noisy_target_on_a_continuous_latent(tiny_setup):
         def decode(self, z: torch.Tensor) -> torch.Tensor:
             return gen.decode(z)
 
-    assert choose(gen, noisy=True)[0] == "image-model" and "noisy" in choose(gen, noisy=True)[1]
-    assert choose(gen)[0] == choose(Opaque(), noisy=True)[0] == "sepcma-2step"
+    name, why = choose(gen, noisy=True)
+    assert name == "image-model" and "noisy" in why
+    assert choose(gen)[0] == choose(Opaque(), noisy=True)[0] == choose(detached(gen), noisy=True)[0] == "sepcma-2step"
+
+
+def detached(gen: mango.TorchGenerator) -> mango.TorchGenerator:
+    """``gen``'s module behind a ``.detach()``, as a renderer outside torch would be: no gradient to the latent."""
+    return mango.TorchGenerator(lambda z: gen.module(z.detach()), gen.space, gen.image_shape, "detached")
 
 
 def test_on_a_noisy_target_its_mei_beats_the_noise_free_default(tmp_path):

@@ -6,19 +6,19 @@
   sepcma is the default"); the two-step start closes its gap to Nevergrad's Portfolio on units that answer best
   near the generator's typical latents (mnist-snn ``lif2:17``: docs/benchmarks.md, "Query efficiency").
   **A noisy target** (``--noise``, a rig): ``image-model`` (:mod:`.image_model`) when the generator is a torch
-  module it can ascend through (else ``sepcma-2step``). Its CNN models are refitted to every response, so they
-  average the trial-to-trial noise, where sep-CMA-ES ranks single trials at face value. Under the efficiency
-  benchmark's living-like noise (Poisson counts, slow drift; 12 mnist-snn units, 5 seeds, the score being the
-  noise-free response of the reported MEI) its median at 250 queries is above every other method's at 3,000
-  on the four ``lif1`` units (``lif1:2``: 0.543 against 0.363 for ``sepcma-2step`` at 3,000), and 22 of the 22
-  units that fire (cifar's with ``codes-noisy``) reach Portfolio's 3,000-query median by 1,000 (20 with
-  ``sepcma-2step``). On 6 held-out units (another draw) the gain is small (mean 0.442 against 0.434 at
-  1,000): both ``lif1`` units gain as much, two ``lif2`` units lose (``lif2:27`` behind cma). With
-  membrane noise on the default neuron (3 seeds) its reported MEI reads 0.981 / 0.978 noise-free at 250 /
-  1,000 queries, against ``sepcma-2step``'s 0.791 / 0.897 (docs/benchmarks.md, "A noisy target"). It costs about
-  0.13 s of CPU per image: nothing beside a living neuron's presentation. A run with injected noise also
-  re-measures its best candidates at the end (:data:`REMEASURE`) and reports the best *mean*; a rig run does
-  so only when asked (``--remeasure N``), since its budget counts presentations.
+  module whose images carry a gradient to the latent (else ``sepcma-2step``). Its CNN models are refitted to every
+  response, so they average the trial-to-trial noise, where sep-CMA-ES ranks single trials at face value. Under
+  the efficiency benchmark's living-like noise (Poisson counts, slow drift; 12 mnist-snn units, 5 seeds, the score
+  being the noise-free response of the reported MEI) its median at 250 queries is above every other method's at
+  3,000 on the four ``lif1`` units (``lif1:2``: 0.543 against 0.363 for ``sepcma-2step`` at 3,000), and 22 of the
+  22 units that fire (cifar's with ``codes-noisy``) reach Portfolio's 3,000-query median by 1,000 (20 with
+  ``sepcma-2step``). On 6 held-out units (another draw) the gain is small (mean 0.442 against 0.434 at 1,000):
+  both ``lif1`` units gain as much, two ``lif2`` units lose (``lif2:27`` behind cma). With membrane noise on the
+  default neuron (3 seeds) its reported MEI reads 0.981 / 0.978 noise-free at 250 / 1,000 queries, against
+  ``sepcma-2step``'s 0.791 / 0.897 (docs/benchmarks.md, "A noisy target"). It costs about 0.13 s of CPU per image:
+  nothing beside a living neuron's presentation. A run with injected noise also re-measures its best candidates at
+  the end (:data:`REMEASURE`) and reports the best *mean*; a rig run does so only when asked (``--remeasure N``),
+  since its budget counts presentations.
 * **Categorical latents** (the VQ-VAE's 8x8 codes of 512): ``codes``, a search that mutates codes as
   categories (:mod:`.discrete`). ``sepcma`` and the GA search a box mapped to codes by ``floor(x * 512)``,
   where neighbouring values are unrelated codes; on cifar-snn units ``codes`` ends far above both and above
@@ -45,7 +45,8 @@ so a resumed run and its result say what actually ran.
 """
 from __future__ import annotations
 
-from ..generators.base import Generator, TorchGenerator
+from ..generators.base import Generator
+from .image_model import ascendable
 
 AUTO = "auto"
 #: the default readout of a spiking unit in a noise-free run, and why
@@ -77,7 +78,7 @@ def choose(gen: Generator, noisy: bool = False) -> tuple[str, str]:
                                    "noisy: codes, re-showing its parent and judging it by its mean")
         return "codes", (f"the latent is categorical ({space.dim} codes of {space.size}): codes mutates them as "
                          "categories")
-    if noisy and isinstance(gen, TorchGenerator):
+    if noisy and ascendable(gen):
         return "image-model", (f"the latent is continuous ({space.dim} values) and the target noisy: a CNN model of "
                                "the unit, fitted to every response (which averages the trial-to-trial noise), "
                                "ascended through the generator")

@@ -59,6 +59,22 @@ PARENTS = 8
 GRID_GAIN = 0.75
 
 
+def ascendable(generator: Generator | None) -> bool:
+    """Whether image-model can ascend through ``generator``: a torch module over a continuous latent whose images
+    carry a gradient back to the latent (one probe at the box's centre). A module that leaves torch (a renderer,
+    ``.detach()``, numpy) would otherwise fail only at the first ascent, after ``init`` presentations."""
+    if not isinstance(generator, TorchGenerator) or generator.space.bounds is None:
+        return False
+    low, high = generator.space.bounds
+    z = torch.full((1, generator.space.dim), (low + high) / 2, requires_grad=True)
+    with torch.inference_mode(False), torch.enable_grad():
+        x = generator.module(z)
+        if not isinstance(x, torch.Tensor) or not x.requires_grad:
+            return False
+        (grad,) = torch.autograd.grad(x.sum(), z, allow_unused=True)
+    return grad is not None
+
+
 class Net(nn.Module):
     """A neuron model with a CNN's prior: two conv layers, a spatial mean (a channel's rate), a read-out; with
     ``grid``, plus weights on where a feature is."""
@@ -99,6 +115,9 @@ class ImageModel(Optimizer):
         if not isinstance(generator, TorchGenerator):
             raise MangoError("image-model searches through the generator's torch module; got "
                              f"{type(generator).__name__}, not a mango.TorchGenerator")
+        if not ascendable(generator):
+            raise MangoError(f"image-model ascends through the generator, but generator {generator.name!r}'s images "
+                             "carry no gradient to the latent (does its module leave torch or detach?); use sepcma")
         for name, value, low in (("init", init, 2), ("ascent", ascent, 0), ("steps", steps, 1),
                                  ("ensemble", ensemble, 2), ("channels", channels, 1), ("pool", pool, 1),
                                  ("patience", patience, 0), ("grid", grid, 0)):
