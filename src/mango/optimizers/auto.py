@@ -12,8 +12,9 @@
   being the noise-free response of the reported MEI) its median at 250 queries is above every other method's at
   3,000 on the four ``lif1`` units (``lif1:2``: 0.543 against 0.363 for ``sepcma-2step`` at 3,000), and 22 of the
   22 units that fire (cifar's with ``codes-noisy``) reach Portfolio's 3,000-query median by 1,000 (20 with
-  ``sepcma-2step``). On 6 held-out units (another draw) the gain is small (mean 0.442 against 0.434 at 1,000):
-  both ``lif1`` units gain as much, two ``lif2`` units lose (``lif2:27`` behind cma). With membrane noise on the
+  ``sepcma-2step``). On another draw of 12 units the gain is smaller (mean 0.524 against 0.497 at 1,000): its
+  four ``lif1`` units gain as much, two ``lif2`` units lose (``lif2:27`` behind cma; 10 of 12 reach Portfolio's
+  median, 12 with ``sepcma-2step``). With membrane noise on the
   default neuron (3 seeds) its reported MEI reads 0.981 / 0.978 noise-free at 250 / 1,000 queries, against
   ``sepcma-2step``'s 0.791 / 0.897 (docs/benchmarks.md, "A noisy target"). It costs about 0.13 s of CPU per image:
   nothing beside a living neuron's presentation. A run with injected noise also re-measures its best candidates at
