@@ -32,6 +32,7 @@ def test_refusals_are_one_line(tiny_setup):
              (lambda: OPTIMIZERS.create("image-model", gen.space, generator=gen, ensemble=1), "ensemble >= 2"),
              (lambda: OPTIMIZERS.create("image-model", gen.space, generator=gen, sigma=-1.0), "sigma >= 0"),
              (lambda: OPTIMIZERS.create("image-model", gen.space, generator=gen, grid=-1), "grid >= 0"),
+             (lambda: OPTIMIZERS.create("image-model", gen.space, generator=gen, start="cma"), "prior or sepcma-2step"),
              (lambda: OPTIMIZERS.create("image-model", gen.space, generator=detached(gen)), "carry no gradient")]
     for call, match in cases:
         with pytest.raises(MangoError, match=match) as exc:
@@ -65,6 +66,31 @@ def test_the_trust_region_narrows_while_nothing_improves(tiny_setup):
 
     fixed, narrowed = spread(0), spread(2)
     assert narrowed < 0.2 * fixed, (narrowed, fixed)  # 11 batches after the first: 5 halvings, 1/32 of the step
+
+
+def test_a_sepcma_start_hands_its_images_to_the_models(tiny_setup):
+    """``start=sepcma-2step``: the first ``init`` images are ``sepcma-2step``'s own (same seed, told the same
+    values, a foreign batch injected on the way), then the models, fitted on them, propose; one seed, one run."""
+    gen, _ = tiny_setup
+    foreign = torch.linspace(-1, 1, 3 * gen.space.dim, dtype=torch.float64).view(3, -1)
+
+    def asks(name: str, **options) -> torch.Tensor:
+        opt = OPTIMIZERS.create(name, gen.space, seed=3, generator=gen, **options)
+        out = []
+        for i in range(5):
+            z = opt.ask(6)
+            opt.tell(z, -(z - 1).pow(2).sum(1))
+            out.append(z)
+            if i == 1:
+                opt.inject(foreign, -(foreign - 1).pow(2).sum(1))
+        opt.close()
+        return torch.cat(out)
+
+    quick = dict(start="sepcma-2step", init=18, steps=2, ascent=2)
+    started, again, sep = asks("image-model", **quick), asks("image-model", **quick), asks("sepcma-2step")
+    assert torch.equal(started, again)
+    assert torch.equal(started[:18], sep[:18])
+    assert not torch.isclose(started[18:], sep[18:]).all(1).any()  # the models' images, none of sep-CMA-ES's
 
 
 def test_held_out_error_picks_the_read_out_that_weighs_where(tiny_setup):

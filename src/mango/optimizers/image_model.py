@@ -52,6 +52,7 @@ from ..generators.base import Generator, TorchGenerator
 from ..generators.space import LatentSpace
 from .base import Optimizer
 from .options import register
+from .two_step import TwoStepSepCMA
 
 #: how many of the best latents measured seed each batch's ascent
 PARENTS = 8
@@ -107,7 +108,7 @@ class ImageModel(Optimizer):
 
     def __init__(self, space: LatentSpace, seed: int = 0, generator: Generator | None = None, init: int = 40,
                  kappa: float = 1.0, sigma: float = 1.0, ascent: int = 30, steps: int = 20, ensemble: int = 2,
-                 channels: int = 8, pool: int = 2, patience: int = 6, grid: int = 4) -> None:
+                 channels: int = 8, pool: int = 2, patience: int = 6, grid: int = 4, start: str = "prior") -> None:
         super().__init__(space, seed)
         if space.bounds is None:
             raise MangoError(f"image-model searches a continuous latent; this one is categorical ({space.dim} codes "
@@ -123,6 +124,11 @@ class ImageModel(Optimizer):
                                  ("patience", patience, 0), ("grid", grid, 0)):
             if value < low:
                 raise MangoError(f"image-model needs {name} >= {low}, got {name}={value}")
+        if start not in ("prior", "sepcma-2step"):
+            raise MangoError(f"image-model's start is prior or sepcma-2step, got start={start!r}")
+        # start=sepcma-2step: the first `init` images are a sep-CMA-ES's, told as usual (see the module note)
+        self.start, self.starter = start, TwoStepSepCMA(space, seed) if start == "sepcma-2step" else None
+        self.asked, self.starter_out = 0, 0  # images asked so far; of them, the start's still awaiting a value
         if kappa < 0 or sigma < 0:
             raise MangoError(f"image-model needs kappa >= 0 and sigma >= 0, got kappa={kappa}, sigma={sigma}")
         self.module, self.pool = generator.module, pool
@@ -139,6 +145,7 @@ class ImageModel(Optimizer):
         # the grid models' minibatches from a stream of their own: while the mean steers, the search is the same
         self.grid_draws = torch.Generator().manual_seed(self.seed + 1)
         self.errors = [0.0] * len(self.families)  # each family's error on batches it had not been fitted on
+        self.fitted_once = False
         self.fitted: tuple[float, float] | None = None  # the values' mean and spread at the last fit
         self.z = torch.empty(0, space.dim, dtype=torch.float64)
         self.y = torch.empty(0, dtype=torch.float64)
@@ -152,6 +159,11 @@ class ImageModel(Optimizer):
         return (x - self.scale[0]) / self.scale[1]
 
     def _ask(self, k: int) -> torch.Tensor:
+        if self.starter is not None and self.asked < self.init:
+            self.asked += k
+            self.starter_out += k
+            return self.starter.ask(k)
+        self.asked += k
         if len(self.y) < self.init:
             return torch.randn(k, self.space.dim, generator=self.generator, dtype=torch.float64).clamp(self.low,
                                                                                                       self.high)
@@ -176,6 +188,21 @@ class ImageModel(Optimizer):
         return z.detach().double().clamp(self.low, self.high)
 
     def _tell(self, candidates: torch.Tensor, values: torch.Tensor) -> None:
+        """Measured values join the model's data (the oldest also the start's, for its own asks)."""
+        if self.starter is not None and self.starter_out:
+            n = min(self.starter_out, len(values))
+            self.starter.tell(candidates[:n], values[:n])
+            self.starter_out -= n
+        self._learn(candidates, values)
+
+    def _inject(self, candidates: torch.Tensor, values: torch.Tensor) -> None:
+        """Another unit's images and this unit's responses to them are data like any other (the start's too, while
+        it asks)."""
+        if self.starter is not None and self.asked < self.init:
+            self.starter.inject(candidates, values)
+        self._learn(candidates, values)
+
+    def _learn(self, candidates: torch.Tensor, values: torch.Tensor) -> None:
         """Measured values join the model's data; missing (NaN) and failed (-inf) ones are left out."""
         keep = torch.isfinite(values)
         if bool(keep.any()):
@@ -198,27 +225,33 @@ class ImageModel(Optimizer):
             if self.fails >= self.patience:
                 self.radius, self.fails = max(self.radius / 2, 1 / 32), 0
 
-    _inject = _tell  # another unit's images and this unit's responses to them are data like any other
-
     def _fit(self) -> None:
         assert self.x is not None
         self.fitted = float(self.y.mean()), float(self.y.std()) + 1e-9
         y = ((self.y - self.fitted[0]) / self.fitted[1]).float()
+        # the models' first fit after a sep-CMA-ES start: as many steps as they would have had batch by batch
+        rounds = 1 if self.starter is None or self.fitted_once else max(1, len(self.y) // self.preferred_batch)
+        self.fitted_once = True
         with torch.inference_mode(False), torch.enable_grad():
             for m, opt in zip(sum(self.families, []), sum(self.opts, []), strict=True):
                 draws = self.grid_draws if m.grid else self.generator
-                for _ in range(self.steps):
+                for _ in range(self.steps * rounds):
                     i = torch.randint(len(self.x), (min(128, len(self.x)),), generator=draws)
                     loss = ((m(self.x[i]) - y[i]) ** 2).mean()
                     opt.zero_grad()
                     loss.backward()
                     opt.step()
 
+    def _close(self) -> None:
+        if self.starter is not None:
+            self.starter.close()
+
     def hyperparameters(self) -> dict:
-        return {"init": self.init, "kappa": self.kappa, "sigma": self.sigma, "ascent": self.ascent,
-                "steps": self.steps, "ensemble": len(self.families[0]),
-                "channels": self.families[0][0].out.in_features, "pool": self.pool, "patience": self.patience,
-                "grid": self.families[-1][0].grid}
+        out = {"init": self.init, "kappa": self.kappa, "sigma": self.sigma, "ascent": self.ascent, "steps": self.steps,
+               "ensemble": len(self.families[0]), "channels": self.families[0][0].out.in_features, "pool": self.pool,
+               "patience": self.patience, "grid": self.families[-1][0].grid}
+        # start only when set: a run recorded before the option existed resumes with the same settings
+        return {**out, "start": self.start} if self.starter is not None else out
 
     def searched_space(self) -> str:
         return f"box [{self.low}, {self.high}]^{self.space.dim}, through the generator"
