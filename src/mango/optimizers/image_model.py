@@ -25,6 +25,12 @@ steer the ascent once their summed error is below ``GRID_GAIN`` (3/4) of the mea
 While the mean steers, the search is exactly the one without the grid (the grid's minibatches come from their
 own stream). ``grid=0`` leaves it out (half the fitting).
 
+Start: ``start=sepcma-2step`` takes the first ``init`` images from a ``sepcma-2step`` search (told as usual), then
+fits the models on them (as many Adam steps as they would have had batch by batch) and goes on as above. Sep-CMA-ES
+is the best method measured at 250 queries noise-free; the models, once they have data, the best after: the start
+keeps the first and gets most of the second. A candidate for the noise-free default, measured on 2 seeds so far
+(``init=240``; docs/benchmarks.md, "A sep-CMA-ES start").
+
 Measured in issue 14's set-up (``benchmarks/efficiency.py --methods image-model --like-default image-model
 --queries 1000``: mnist-snn units of draw 0, noise-free, told as the default runs; docs/benchmarks.md, "A trust
 region, and goal 1 with ten seeds" and "Where a feature is"): on all four ``lif1`` units its median at 1,000
