@@ -132,8 +132,8 @@ class ImageModel(Optimizer):
                 raise MangoError(f"image-model needs {name} >= {low}, got {name}={value}")
         if start not in ("prior", "sepcma-2step"):
             raise MangoError(f"image-model's start is prior or sepcma-2step, got start={start!r}")
-        # start=sepcma-2step: the first `init` images are a sep-CMA-ES's, told as usual (see the module note)
-        self.start, self.starter = start, TwoStepSepCMA(space, seed) if start == "sepcma-2step" else None
+        # start=sepcma-2step: the batches asked before `init` images are a sep-CMA-ES's (see the module note)
+        self.starter = TwoStepSepCMA(space, seed) if start == "sepcma-2step" else None
         self.asked, self.starter_out = 0, 0  # images asked so far; of them, the start's still awaiting a value
         if kappa < 0 or sigma < 0:
             raise MangoError(f"image-model needs kappa >= 0 and sigma >= 0, got kappa={kappa}, sigma={sigma}")
@@ -151,7 +151,6 @@ class ImageModel(Optimizer):
         # the grid models' minibatches from a stream of their own: while the mean steers, the search is the same
         self.grid_draws = torch.Generator().manual_seed(self.seed + 1)
         self.errors = [0.0] * len(self.families)  # each family's error on batches it had not been fitted on
-        self.fitted_once = False
         self.fitted: tuple[float, float] | None = None  # the values' mean and spread at the last fit
         self.z = torch.empty(0, space.dim, dtype=torch.float64)
         self.y = torch.empty(0, dtype=torch.float64)
@@ -233,11 +232,10 @@ class ImageModel(Optimizer):
 
     def _fit(self) -> None:
         assert self.x is not None
+        # the models' first fit after a sep-CMA-ES start: as many steps as they would have had batch by batch
+        rounds = 1 if self.starter is None or self.fitted is not None else max(1, len(self.y) // self.preferred_batch)
         self.fitted = float(self.y.mean()), float(self.y.std()) + 1e-9
         y = ((self.y - self.fitted[0]) / self.fitted[1]).float()
-        # the models' first fit after a sep-CMA-ES start: as many steps as they would have had batch by batch
-        rounds = 1 if self.starter is None or self.fitted_once else max(1, len(self.y) // self.preferred_batch)
-        self.fitted_once = True
         with torch.inference_mode(False), torch.enable_grad():
             for m, opt in zip(sum(self.families, []), sum(self.opts, []), strict=True):
                 draws = self.grid_draws if m.grid else self.generator
@@ -257,7 +255,7 @@ class ImageModel(Optimizer):
                "ensemble": len(self.families[0]), "channels": self.families[0][0].out.in_features, "pool": self.pool,
                "patience": self.patience, "grid": self.families[-1][0].grid}
         # start only when set: a run recorded before the option existed resumes with the same settings
-        return {**out, "start": self.start} if self.starter is not None else out
+        return {**out, "start": "sepcma-2step"} if self.starter is not None else out
 
     def searched_space(self) -> str:
         return f"box [{self.low}, {self.high}]^{self.space.dim}, through the generator"
