@@ -109,10 +109,13 @@ class Interrupting(Target):
         return self.inner.responses(images)
 
 
-@pytest.mark.parametrize("optimizer", ["cma", "ng-oneplusone", "image-model"])
+@pytest.mark.parametrize("optimizer", ["cma", "ng-oneplusone", "image-model", "image-model-sepstart"])
 def test_float_latents_are_recorded_and_resume_is_exact(tmp_path, tiny_setup, optimizer):
+    """image-model-sepstart (the default) with its models steering after 20 of sep-CMA-ES's images, not 240."""
     gen, net = tiny_setup
-    kwargs = dict(optimizer=optimizer, budget=60, batch=10, seed=3, generator=gen, progress=False)
+    options = {"init": 20} if optimizer == "image-model-sepstart" else {}
+    kwargs = dict(optimizer=optimizer, budget=60, batch=10, seed=3, generator=gen, progress=False,
+                  optimizer_options=options)
     full = mango.run(target=TorchTarget(net, "lif2:1"), out=tmp_path / "full", **kwargs)
     hist = mango.read_history(tmp_path / "full")
     z = hist[latent_columns(gen.space.dim)].to_numpy()

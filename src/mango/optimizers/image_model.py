@@ -28,8 +28,8 @@ own stream). ``grid=0`` leaves it out (half the fitting).
 Start: ``start=sepcma-2step`` takes the first ``init`` images from a ``sepcma-2step`` search (told as usual), then
 fits the models on them (as many Adam steps as they would have had batch by batch) and goes on as above. Sep-CMA-ES
 is the best method measured at 250 queries noise-free; the models, once they have data, the best after: the start
-keeps the first and gets most of the second. A candidate for the noise-free default, measured on 2 seeds so far
-(``init=240``; docs/benchmarks.md, "A sep-CMA-ES start").
+keeps the first and gets most of the second. ``image-model-sepstart`` is that preset with ``init=240``: the default
+for a noise-free target (:mod:`.auto`; measured there).
 
 Measured in issue 14's set-up (``benchmarks/efficiency.py --methods image-model --like-default image-model
 --queries 1000``: mnist-snn units of draw 0, noise-free, told as the default runs; docs/benchmarks.md, "A trust
@@ -44,9 +44,7 @@ white box had. It trails on the low-rate ``lif2:17`` and ``lif2:23``, and on the
 
 The default for a noisy target on a continuous latent (:mod:`.auto`): the models average the trial-to-trial
 noise. Under the efficiency benchmark's Poisson counts (12 mnist-snn units, 5 seeds) its median at
-250 queries is above every other method's at 3,000 on the four ``lif1`` units. Noise-free it is
-not the default: it trails on the low-rate units and on class outputs at 250 queries, is measured at 3,000 on
-one seed of four units only, and would slow a whole-layer scan many times.
+250 queries is above every other method's at 3,000 on the four ``lif1`` units.
 """
 from __future__ import annotations
 
@@ -64,6 +62,8 @@ from .two_step import TwoStepSepCMA
 PARENTS = 8
 #: the grid read-out's models steer the ascent once their held-out error is below this share of the mean's
 GRID_GAIN = 0.75
+#: the images ``image-model-sepstart`` (the noise-free default) takes from ``sepcma-2step`` before its models steer
+SEPSTART = 240
 
 
 def ascendable(generator: Generator | None) -> bool:
@@ -263,3 +263,6 @@ class ImageModel(Optimizer):
 
 register("image-model", ImageModel, "a CNN ensemble fitted to the neuron's responses, ascended through the "
          "generator each batch (an inception loop as a search); continuous latents of a torch generator.")
+register("image-model-sepstart", ImageModel, "image-model whose first 240 images come from sepcma-2step (then "
+         "the models, fitted on them, take over); the default for a noise-free target.", start="sepcma-2step",
+         init=SEPSTART)
