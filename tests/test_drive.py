@@ -185,7 +185,7 @@ class Interrupting(Target):
 
 
 def test_resume_of_a_drive_run_equals_the_uninterrupted_run(tmp_path, snn, sngan):
-    kwargs = dict(budget=320, seed=1, generator=sngan, optimizer="sepcma-2step", readout="rate+drive", progress=False)
+    kwargs = dict(budget=320, seed=1, generator=sngan, optimizer="sepcma-2step", progress=False)
     full = mango.run(target=TorchTarget(snn, SILENT, readout="rate+drive"), out=tmp_path / "full", **kwargs)
     assert (full.history["value"] < 0).any()  # drive values were told (a replay of the responses would differ)
     with pytest.raises(KeyboardInterrupt, match="continue with: mango run --resume"):
