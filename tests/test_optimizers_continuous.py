@@ -111,7 +111,7 @@ class Interrupting(Target):
 
 @pytest.mark.parametrize("optimizer", ["cma", "ng-oneplusone", "image-model", "image-model-sepstart"])
 def test_float_latents_are_recorded_and_resume_is_exact(tmp_path, tiny_setup, optimizer):
-    """image-model-sepstart (the default) with its models steering after 20 of sep-CMA-ES's images, not 240."""
+    """image-model-sepstart with its models steering after 20 of sep-CMA-ES's images, not 240."""
     gen, net = tiny_setup
     options = {"init": 20} if optimizer == "image-model-sepstart" else {}
     kwargs = dict(optimizer=optimizer, budget=60, batch=10, seed=3, generator=gen, progress=False,
