@@ -68,6 +68,34 @@ def test_the_trust_region_narrows_while_nothing_improves(tiny_setup):
     assert narrowed < 0.2 * fixed, (narrowed, fixed)  # 11 batches after the first: 5 halvings, 1/32 of the step
 
 
+def test_alternate_lets_the_start_search_on_every_other_batch(tiny_setup):
+    """``alternate=true`` after a sep-CMA-ES start of 16 images: the first models' batch is the one without it, then
+    every other batch is the start's sep-CMA-ES going on exactly as it would alone (told only its own images'
+    values), and the models learn from every image."""
+    gen, _ = tiny_setup
+
+    def run(**options) -> tuple:
+        opt = OPTIMIZERS.create("image-model", gen.space, seed=2, generator=gen, start="sepcma-2step", init=16,
+                                steps=2, ascent=2, **options)
+        batches = []
+        for _ in range(9):
+            batches.append(opt.ask(8))
+            opt.tell(batches[-1], -(batches[-1] - 1).pow(2).sum(1))
+        opt.close()
+        return opt, batches
+
+    (opt, batches), (_, plain) = run(alternate=True), run()
+    sep = OPTIMIZERS.create("sepcma-2step", gen.space, seed=2)
+    alone = []
+    for _ in range(5):
+        alone.append(sep.ask(8))
+        sep.tell(alone[-1], -(alone[-1] - 1).pow(2).sum(1))
+    assert all(torch.equal(a, b) for a, b in zip(batches[:3], plain[:3], strict=True))
+    assert torch.equal(torch.cat(batches[:2] + batches[3::2]), torch.cat(alone))  # the start, then batches 3, 5, 7
+    assert not any(torch.isclose(batches[i], b).all(1).any() for i in (4, 6, 8) for b in alone)  # the models'
+    assert len(opt.y) == 72 and opt.hyperparameters()["alternate"] is True
+
+
 def test_a_sepcma_start_hands_its_images_to_the_models(tiny_setup):
     """``start=sepcma-2step``: the first ``init`` images are ``sepcma-2step``'s own (same seed, told the same
     values, a foreign batch injected on the way), then the models, fitted on them, propose; one seed, one run."""

@@ -109,11 +109,14 @@ class Interrupting(Target):
         return self.inner.responses(images)
 
 
-@pytest.mark.parametrize("optimizer", ["cma", "ng-oneplusone", "image-model", "image-model-sepstart"])
-def test_float_latents_are_recorded_and_resume_is_exact(tmp_path, tiny_setup, optimizer):
-    """image-model-sepstart with its models steering after 20 of sep-CMA-ES's images, not 240."""
+@pytest.mark.parametrize(("optimizer", "options"), [
+    ("cma", {}), ("ng-oneplusone", {}), ("image-model", {}), ("image-model-sepstart", {"init": 20}),
+    ("image-model-sepstart", {"init": 20, "alternate": True})])
+def test_float_latents_are_recorded_and_resume_is_exact(tmp_path, tiny_setup, optimizer, options):
+    """image-model-sepstart with its models steering after 20 of sep-CMA-ES's images, not 240; with
+    ``alternate=true`` the sep-CMA-ES asks every other batch after that (the run is killed while its first one is
+    shown)."""
     gen, net = tiny_setup
-    options = {"init": 20} if optimizer == "image-model-sepstart" else {}
     kwargs = dict(optimizer=optimizer, budget=60, batch=10, seed=3, generator=gen, progress=False,
                   optimizer_options=options)
     full = mango.run(target=TorchTarget(net, "lif2:1"), out=tmp_path / "full", **kwargs)

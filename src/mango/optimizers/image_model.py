@@ -35,6 +35,17 @@ medians over the 22 (draw, unit) pairs that fire is 0.589 / 0.669 at 250 / 1,000
 (``lif2:25`` seed 0: 0.603 at 1,000, 0.609 at 3,000, where ``sepcma-2step`` reaches 0.866), so it is not the default
 (docs/benchmarks.md, "A sep-CMA-ES start for ``image-model``: five seeds, and 3,000 queries").
 
+Alternate: with ``alternate=true`` the start's ``sepcma-2step`` search (a new one after a prior start) goes on after
+the start, asking every other batch, told only its own images' values, while the models learn from every image and
+take their parents from all of them. Why: a run whose models settle on a poor image stays there, and neither a wider
+trust region (the radius back to 1 below 1/8) nor a sep-CMA-ES restarted from the models' best image gets it out
+(``lif2:25`` seed 0 at 3,000 queries: 0.672 and 0.622), whereas the start's own search, left alone, finds a better
+region within a few hundred queries. On the six 3,000-query runs above (``lif2:25`` of draw 0, ``lif2:27`` and
+``lif2:31`` of draw 1, seeds 0-1) the mean at 3,000 is 0.755 against 0.713 without it and the default's 0.758
+(``lif2:25`` seed 0: 0.828 against 0.609); at 1,000, 0.682 against 0.693 and 0.660. The cost: the models propose
+half as many images, so on units where they are best it falls behind ``image-model-sepstart`` at 1,000
+(docs/benchmarks.md, "Alternating with the start's sep-CMA-ES").
+
 Measured in issue 14's set-up (``benchmarks/efficiency.py --methods image-model --like-default image-model
 --queries 1000``: mnist-snn units of draw 0, noise-free, told as the default runs; docs/benchmarks.md, "A trust
 region, and goal 1 with ten seeds" and "Where a feature is"): on all four ``lif1`` units its median at 1,000
@@ -51,6 +62,8 @@ noise. Under the efficiency benchmark's Poisson counts (12 mnist-snn units, 5 se
 250 queries is above every other method's at 3,000 on the four ``lif1`` units.
 """
 from __future__ import annotations
+
+from collections import deque
 
 import torch
 from torch import nn
@@ -118,7 +131,8 @@ class ImageModel(Optimizer):
 
     def __init__(self, space: LatentSpace, seed: int = 0, generator: Generator | None = None, init: int = 40,
                  kappa: float = 1.0, sigma: float = 1.0, ascent: int = 30, steps: int = 20, ensemble: int = 2,
-                 channels: int = 8, pool: int = 2, patience: int = 6, grid: int = 4, start: str = "prior") -> None:
+                 channels: int = 8, pool: int = 2, patience: int = 6, grid: int = 4, start: str = "prior",
+                 alternate: bool = False) -> None:
         super().__init__(space, seed)
         if space.bounds is None:
             raise MangoError(f"image-model searches a continuous latent; this one is categorical ({space.dim} codes "
@@ -138,9 +152,13 @@ class ImageModel(Optimizer):
             raise MangoError(f"image-model's start is prior or sepcma-2step, got start={start!r}")
         # start=sepcma-2step: the batches asked before `init` images are a sep-CMA-ES's (see the module note)
         self.starter = TwoStepSepCMA(space, seed) if start == "sepcma-2step" else None
-        self.asked, self.starter_out = 0, 0  # images asked so far; of them, the start's still awaiting a value
+        self.asked = 0  # images asked so far
         if kappa < 0 or sigma < 0:
             raise MangoError(f"image-model needs kappa >= 0 and sigma >= 0, got kappa={kappa}, sigma={sigma}")
+        # alternate: after the start, a sepcma-2step search asks every other batch (the start's, going on)
+        self.helper = (self.starter or TwoStepSepCMA(space, seed)) if alternate else None
+        self.helper_turn = False
+        self.routes: deque[tuple[Optimizer | None, int]] = deque()  # asks awaiting values: (whose search, count)
         self.module, self.pool = generator.module, pool
         self.init, self.kappa, self.sigma, self.ascent, self.steps = init, kappa, sigma, ascent, steps
         # a trust region (TuRBO's rule): after `patience` batches without a new best the step halves
@@ -168,16 +186,21 @@ class ImageModel(Optimizer):
         return (x - self.scale[0]) / self.scale[1]
 
     def _ask(self, k: int) -> torch.Tensor:
+        search = None  # the models' batch, unless the start's or the alternating search's
         if self.starter is not None and self.asked < self.init:
-            self.asked += k
-            self.starter_out += k
-            return self.starter.ask(k)
+            search = self.starter
+        elif self.helper is not None and self.helper_turn:
+            search, self.helper_turn = self.helper, False
         self.asked += k
+        self.routes.append((search, k))
+        if search is not None:
+            return search.ask(k)
         if len(self.y) < self.init:
             return torch.randn(k, self.space.dim, generator=self.generator, dtype=torch.float64).clamp(self.low,
                                                                                                       self.high)
         self._fit()
         self._adapt()
+        self.helper_turn = self.helper is not None
         models = self.families[1 if len(self.families) > 1 and self.errors[1] < GRID_GAIN * self.errors[0] else 0]
         top = self.z[torch.argsort(self.y, descending=True, stable=True)[:PARENTS]]
         start = top[torch.randint(len(top), (k,), generator=self.generator)]
@@ -197,18 +220,25 @@ class ImageModel(Optimizer):
         return z.detach().double().clamp(self.low, self.high)
 
     def _tell(self, candidates: torch.Tensor, values: torch.Tensor) -> None:
-        """Measured values join the model's data (the oldest also the start's, for its own asks)."""
-        if self.starter is not None and self.starter_out:
-            n = min(self.starter_out, len(values))
-            self.starter.tell(candidates[:n], values[:n])
-            self.starter_out -= n
+        """Measured values join the models' data; a sep-CMA-ES's (the start's, the alternating one's) also go to it."""
+        done = 0
+        while done < len(values):
+            search, n = self.routes[0]
+            m = min(n, len(values) - done)
+            if search is not None:
+                search.tell(candidates[done:done + m], values[done:done + m])
+            done += m
+            if m == n:
+                self.routes.popleft()
+            else:
+                self.routes[0] = (search, n - m)
         self._learn(candidates, values)
 
     def _inject(self, candidates: torch.Tensor, values: torch.Tensor) -> None:
         """Another unit's images and this unit's responses to them are data like any other (the start's too, while
         it asks)."""
-        if self.starter is not None and self.asked < self.init:
-            self.starter.inject(candidates, values)
+        for search in {self.starter if self.asked < self.init else None, self.helper} - {None}:
+            search.inject(candidates, values)
         self._learn(candidates, values)
 
     def _learn(self, candidates: torch.Tensor, values: torch.Tensor) -> None:
@@ -251,15 +281,17 @@ class ImageModel(Optimizer):
                     opt.step()
 
     def _close(self) -> None:
-        if self.starter is not None:
-            self.starter.close()
+        for search in {self.starter, self.helper} - {None}:
+            search.close()
 
     def hyperparameters(self) -> dict:
         out = {"init": self.init, "kappa": self.kappa, "sigma": self.sigma, "ascent": self.ascent, "steps": self.steps,
                "ensemble": len(self.families[0]), "channels": self.families[0][0].out.in_features, "pool": self.pool,
                "patience": self.patience, "grid": self.families[-1][0].grid}
-        # start only when set: a run recorded before the option existed resumes with the same settings
-        return {**out, "start": "sepcma-2step"} if self.starter is not None else out
+        # start and alternate only when set: a run recorded before the options existed resumes with the same settings
+        if self.starter is not None:
+            out["start"] = "sepcma-2step"
+        return {**out, "alternate": True} if self.helper is not None else out
 
     def searched_space(self) -> str:
         return f"box [{self.low}, {self.high}]^{self.space.dim}, through the generator"
