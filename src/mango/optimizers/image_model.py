@@ -42,7 +42,7 @@ trust region (the radius back to 1 below 1/8) nor a sep-CMA-ES restarted from th
 (``lif2:25`` seed 0 at 3,000 queries: 0.672 and 0.622), whereas the start's own search, left alone, finds a better
 region within a few hundred queries. On the six 3,000-query runs above (``lif2:25`` of draw 0, ``lif2:27`` and
 ``lif2:31`` of draw 1, seeds 0-1) the mean at 3,000 is 0.755 against 0.713 without it and the default's 0.758
-(``lif2:25`` seed 0: 0.828 against 0.609); at 1,000, 0.682 against 0.693 and 0.660. The cost: the models propose
+(``lif2:25`` seed 0: 0.828 against 0.609); at 1,000, 0.682 against 0.693 and 0.667. The cost: the models propose
 half as many images, so on units where they are best it falls behind ``image-model-sepstart`` at 1,000
 (docs/benchmarks.md, "Alternating with the start's sep-CMA-ES").
 
