@@ -237,7 +237,7 @@ class ImageModel(Optimizer):
     def _inject(self, candidates: torch.Tensor, values: torch.Tensor) -> None:
         """Another unit's images and this unit's responses to them are data like any other (the start's too, while
         it asks)."""
-        for search in {self.starter if self.asked < self.init else None, self.helper} - {None}:
+        for search in self._searches(self.starter if self.asked < self.init else None, self.helper):
             search.inject(candidates, values)
         self._learn(candidates, values)
 
@@ -281,13 +281,19 @@ class ImageModel(Optimizer):
                     opt.step()
 
     def _close(self) -> None:
-        for search in {self.starter, self.helper} - {None}:
+        for search in self._searches(self.starter, self.helper):
             search.close()
 
+    @staticmethod
+    def _searches(*searches: TwoStepSepCMA | None) -> list[TwoStepSepCMA]:
+        """The sep-CMA-ES searches given, each once (the start's is also the alternating one)."""
+        return list(dict.fromkeys(s for s in searches if s is not None))
+
     def hyperparameters(self) -> dict:
-        out = {"init": self.init, "kappa": self.kappa, "sigma": self.sigma, "ascent": self.ascent, "steps": self.steps,
-               "ensemble": len(self.families[0]), "channels": self.families[0][0].out.in_features, "pool": self.pool,
-               "patience": self.patience, "grid": self.families[-1][0].grid}
+        out: dict[str, object] = {
+            "init": self.init, "kappa": self.kappa, "sigma": self.sigma, "ascent": self.ascent, "steps": self.steps,
+            "ensemble": len(self.families[0]), "channels": self.families[0][0].out.in_features, "pool": self.pool,
+            "patience": self.patience, "grid": self.families[-1][0].grid}
         # start and alternate only when set: a run recorded before the options existed resumes with the same settings
         if self.starter is not None:
             out["start"] = "sepcma-2step"
