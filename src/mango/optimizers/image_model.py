@@ -236,7 +236,7 @@ class ImageModel(Optimizer):
 
     def _inject(self, candidates: torch.Tensor, values: torch.Tensor) -> None:
         """Another unit's images and this unit's responses to them are data like any other (the start's too, while
-        it asks)."""
+        it asks, and the alternating search's)."""
         for search in self._searches(self.starter if self.asked < self.init else None, self.helper):
             search.inject(candidates, values)
         self._learn(candidates, values)
