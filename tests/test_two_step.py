@@ -61,3 +61,17 @@ def test_a_foreign_candidate_during_the_trial_keeps_the_large_search():
         v = -z.double().pow(2).sum(1)
         opt.tell(z, v)
         sep.tell(z, v)
+
+
+def test_a_tell_in_any_pieces_reaches_the_search_that_asked():
+    """One ask spanning both searches, told whole or in pieces that cross the searches' boundary: the same."""
+    whole, pieces = (OPTIMIZERS.create("sepcma-2step", SPACE, seed=3) for _ in range(2))
+    k = whole.preferred_batch
+    z = whole.ask(2 * k)
+    assert torch.equal(pieces.ask(2 * k), z)
+    values = -(z ** 2).sum(1)
+    whole.tell(z, values)
+    for a, b in ((0, 5), (5, k + 3), (k + 3, 2 * k)):
+        pieces.tell(z[a:b], values[a:b])
+    assert whole.best == pieces.best and whole.best[0] != whole.best[1]
+    assert torch.equal(whole.ask(k), pieces.ask(k))

@@ -63,8 +63,6 @@ noise. Under the efficiency benchmark's Poisson counts (12 mnist-snn units, 5 se
 """
 from __future__ import annotations
 
-from collections import deque
-
 import torch
 from torch import nn
 
@@ -73,6 +71,7 @@ from ..generators.base import Generator, TorchGenerator
 from ..generators.space import LatentSpace
 from .base import Optimizer
 from .options import register
+from .routes import Routes
 from .two_step import TwoStepSepCMA
 
 #: how many of the best latents measured seed each batch's ascent
@@ -158,7 +157,7 @@ class ImageModel(Optimizer):
         # alternate: after the start, a sepcma-2step search asks every other batch (the start's, going on)
         self.helper = (self.starter or TwoStepSepCMA(space, seed)) if alternate else None
         self.helper_turn = False
-        self.routes: deque[tuple[Optimizer | None, int]] = deque()  # asks awaiting values: (whose search, count)
+        self.routes: Routes[Optimizer | None] = Routes()  # whose search (None: the models') asked what awaits a value
         self.module, self.pool = generator.module, pool
         self.init, self.kappa, self.sigma, self.ascent, self.steps = init, kappa, sigma, ascent, steps
         # a trust region (TuRBO's rule): after `patience` batches without a new best the step halves
@@ -192,7 +191,7 @@ class ImageModel(Optimizer):
         elif self.helper is not None and self.helper_turn:
             search, self.helper_turn = self.helper, False
         self.asked += k
-        self.routes.append((search, k))
+        self.routes.add(search, k)
         if search is not None:
             return search.ask(k)
         if len(self.y) < self.init:
@@ -221,17 +220,9 @@ class ImageModel(Optimizer):
 
     def _tell(self, candidates: torch.Tensor, values: torch.Tensor) -> None:
         """Measured values join the models' data; a sep-CMA-ES's (the start's, the alternating one's) also go to it."""
-        done = 0
-        while done < len(values):
-            search, n = self.routes[0]
-            m = min(n, len(values) - done)
+        for search, part in self.routes.split(len(values)):
             if search is not None:
-                search.tell(candidates[done:done + m], values[done:done + m])
-            done += m
-            if m == n:
-                self.routes.popleft()
-            else:
-                self.routes[0] = (search, n - m)
+                search.tell(candidates[part], values[part])
         self._learn(candidates, values)
 
     def _inject(self, candidates: torch.Tensor, values: torch.Tensor) -> None:

@@ -23,8 +23,6 @@ and shows the first 240 images of ``image-model-sepstart``.
 """
 from __future__ import annotations
 
-from collections import deque
-
 import torch
 
 from ..errors import MangoError
@@ -33,6 +31,7 @@ from .base import Optimizer
 from .cma import CMAES
 from .continuous import Box
 from .options import register
+from .routes import Routes
 
 #: the large first step, in box widths (``sepcma``'s is 0.3; see the module note)
 LARGE = 0.2
@@ -58,7 +57,7 @@ class TwoStepSepCMA(Optimizer):
         self.best = [float("-inf"), float("-inf")]
         self.asked = 0
         self.chosen: int | None = None  # set when a foreign candidate ends the trial (see _inject)
-        self._route: deque[tuple[int, int]] = deque()  # (search, count) of asked candidates awaiting a value
+        self._routes: Routes[int] = Routes()  # which search asked the candidates awaiting a value
 
     def _ask(self, k: int) -> torch.Tensor:
         """The first generation from the large search, the second from the small one, then from the better
@@ -73,25 +72,17 @@ class TwoStepSepCMA(Optimizer):
             else:
                 i, n = int(self.best[1] > self.best[0]), k
             parts.append(self.searches[i].ask(n))
-            self._route.append((i, n))
+            self._routes.add(i, n)
             self.asked, k = self.asked + n, k - n
         return torch.cat(parts)
 
     def _tell(self, candidates: torch.Tensor, values: torch.Tensor) -> None:
-        done = 0
-        while done < len(values):
-            i, n = self._route[0]
-            m = min(n, len(values) - done)
-            v = values[done:done + m]
+        for i, part in self._routes.split(len(values)):
+            v = values[part]
             ok = v[~v.isnan()]
             if len(ok):
                 self.best[i] = max(self.best[i], float(ok.max()))
-            self.searches[i].tell(candidates[done:done + m], v)
-            done += m
-            if m == n:
-                self._route.popleft()
-            else:
-                self._route[0] = (i, n - m)
+            self.searches[i].tell(candidates[part], v)
 
     def _inject(self, candidates: torch.Tensor, values: torch.Tensor) -> None:
         """Both searches learn from foreign candidates; one arriving during the trial ends it for the large
