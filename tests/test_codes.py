@@ -26,13 +26,13 @@ def test_registered_with_a_description():
 
 
 def test_the_default_optimizer_is_chosen_by_the_kind_of_latent(tmp_path, patches):
-    """``optimizer=auto`` (the default): codes for a categorical latent, sepcma-2step for a continuous one; the run
-    records the method chosen (config, result, the store's events), and resumes with it."""
+    """``optimizer=auto`` (the default): codes for a categorical latent, image-model-sepcma for a continuous one;
+    the run records the method chosen (config, result, the store's events), and resumes with it."""
     from mango.experiment.store import RunStore
 
     cat = mango.run(generator=patches, target=TARGET, budget=40, out=tmp_path / "cat", progress=False)
     box = mango.run(target=TARGET, budget=40, out=tmp_path / "box", progress=False)
-    assert cat.config.optimizer == "codes" and box.config.optimizer == "sepcma-2step"
+    assert cat.config.optimizer == "codes" and box.config.optimizer == "image-model-sepcma"
     with RunStore.read(tmp_path / "cat") as store:
         assert "optimizer codes (auto: the latent is categorical (49 codes of 32)" in " ".join(store.events()["text"])
     longer = mango.run(generator=patches, target=TARGET, budget=80, out=tmp_path / "cat", resume=True,

@@ -153,7 +153,9 @@ def test_the_default_for_a_noisy_target_on_a_continuous_latent(tiny_setup):
 
     name, why = choose(gen, noisy=True)
     assert name == "image-model" and "noisy" in why
-    assert choose(gen)[0] == choose(Opaque(), noisy=True)[0] == choose(detached(gen), noisy=True)[0] == "sepcma-2step"
+    assert choose(gen)[0] == "image-model-sepcma"  # noise-free: sep-CMA-ES's first images, then the models
+    assert choose(gen, scan=True)[0] == choose(Opaque())[0] == choose(detached(gen))[0] == "sepcma-2step"
+    assert choose(Opaque(), noisy=True)[0] == choose(detached(gen), noisy=True)[0] == "sepcma-2step"
 
 
 def detached(gen: mango.TorchGenerator) -> mango.TorchGenerator:

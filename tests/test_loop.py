@@ -155,10 +155,10 @@ def test_all_nan_responses_fail_clearly_but_keep_history(tmp_path, tiny_setup):
     (dict(model="nope"), "unknown model 'nope'"),
     (dict(target="lif2:99"), "unit 99 out of range"),
     (dict(target="lif2"), "malformed target spec 'lif2'"),
-    (dict(optimizer_options={"bogus": 1}), "unknown option 'bogus' for optimizer 'sepcma-2step'; allowed: "),
+    (dict(optimizer_options={"bogus": 1}), "unknown option 'bogus' for optimizer 'image-model-sepcma'; allowed: "),
     (dict(optimizer="cma", optimizer_options={"popsize": "abc"}), "bad option popsize='abc' for optimizer 'cma'"),
     (dict(seed=1.5), "seed must be an integer, got 1.5"),
-    (dict(optimizer_options={"grid": "maybe"}),
+    (dict(optimizer="sepcma-2step", optimizer_options={"grid": "maybe"}),
      "bad option grid='maybe' for optimizer 'sepcma-2step': expected true or false"),
 ])
 def test_bad_run_arguments_fail_with_one_line(tmp_path, kwargs, needle):

@@ -98,7 +98,7 @@ def test_in_silico_run_reads_back_as_its_history(silico_run, tmp_path):
         assert t["image"].tolist() == [f"q{q:06d}" for q in h["query"]]
         assert np.array_equal(np.stack(t["latent"].to_numpy()), h[[f"z{i}" for i in range(64)]].to_numpy())
         assert (t["stop_time"] >= t["start_time"]).all() and (t["start_time"] >= 0).all()
-        assert "sepcma" in f.session_description and "lif2:12" in f.session_description
+        assert run.config.optimizer in f.session_description and "lif2:12" in f.session_description
         assert f.source_script == f"mango {mango.__version__}" and json.loads(f.notes)["config"]["budget"] == 24
         stim = f.stimulus_template["stimulus_images"]
         shown = f.stimulus["stimulus_presentation"]

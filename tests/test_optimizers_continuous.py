@@ -111,11 +111,11 @@ class Interrupting(Target):
 
 @pytest.mark.parametrize(("optimizer", "options"), [
     ("cma", {}), ("ng-oneplusone", {}), ("image-model", {}), ("image-model-sepstart", {"init": 20}),
-    ("image-model-sepstart", {"init": 20, "alternate": True})])
+    ("image-model-sepcma", {"init": 20})])
 def test_float_latents_are_recorded_and_resume_is_exact(tmp_path, tiny_setup, optimizer, options):
-    """image-model-sepstart with its models steering after 20 of sep-CMA-ES's images, not 240; with
-    ``alternate=true`` the sep-CMA-ES asks every other batch after that (the run is killed while its first one is
-    shown)."""
+    """image-model-sepstart with its models steering after 20 of sep-CMA-ES's images, not 240; image-model-sepcma
+    (the noise-free default) is that with ``alternate=true``: the sep-CMA-ES asks every other batch after that (the
+    run is killed while its first one is shown)."""
     gen, net = tiny_setup
     kwargs = dict(optimizer=optimizer, budget=60, batch=10, seed=3, generator=gen, progress=False,
                   optimizer_options=options)

@@ -44,7 +44,8 @@ region within a few hundred queries. On the six 3,000-query runs above (``lif2:2
 ``lif2:31`` of draw 1, seeds 0-1) the mean at 3,000 is 0.755 against 0.713 without it and the default's 0.758
 (``lif2:25`` seed 0: 0.828 against 0.609); at 1,000, 0.682 against 0.693 and 0.667. The cost: the models propose
 half as many images, so on units where they are best it falls behind ``image-model-sepstart`` at 1,000
-(docs/benchmarks.md, "Alternating with the start's sep-CMA-ES").
+(docs/benchmarks.md, "Alternating with the start's sep-CMA-ES"). ``image-model-sepcma`` is ``image-model-sepstart``
+with ``alternate=true``: the default for a noise-free target (:mod:`.auto`; measured there).
 
 Measured in issue 14's set-up (``benchmarks/efficiency.py --methods image-model --like-default image-model
 --queries 1000``: mnist-snn units of draw 0, noise-free, told as the default runs; docs/benchmarks.md, "A trust
@@ -78,7 +79,7 @@ from .two_step import TwoStepSepCMA
 PARENTS = 8
 #: the grid read-out's models steer the ascent once their held-out error is below this share of the mean's
 GRID_GAIN = 0.75
-#: the images ``image-model-sepstart`` takes from ``sepcma-2step`` before its models steer
+#: the images ``image-model-sepstart`` and ``image-model-sepcma`` take from ``sepcma-2step`` before the models steer
 SEPSTART = 240
 
 
@@ -299,3 +300,6 @@ register("image-model", ImageModel, "a CNN ensemble fitted to the neuron's respo
 register("image-model-sepstart", ImageModel, f"image-model whose first {SEPSTART} images come from sepcma-2step "
          "(then the models, fitted on them, take over): ahead of the default at 1,000 queries noise-free, not at "
          "3,000.", start="sepcma-2step", init=SEPSTART)
+register("image-model-sepcma", ImageModel, "image-model-sepstart whose sep-CMA-ES goes on after the start, "
+         "asking every other batch (alternate=true); the default for a noise-free target.", start="sepcma-2step",
+         init=SEPSTART, alternate=True)

@@ -90,7 +90,7 @@ def member_optimizer(cfg: ScanConfig, m: Member, gen: Generator) -> tuple[RunCon
     """A member's run settings (optimizer ``auto`` resolved, batch defaulted) and its optimizer."""
     run_cfg = RunConfig.from_dict(cfg.run_settings(m.layer, m.unit, m.seed))
     auto = run_cfg.optimizer == AUTO
-    run_cfg = replace(run_cfg, optimizer=resolve(run_cfg.optimizer, gen, noisy(run_cfg)))
+    run_cfg = replace(run_cfg, optimizer=resolve(run_cfg.optimizer, gen, noisy(run_cfg), scan=True))
     opt = create(run_cfg.optimizer, gen, m.seed, run_cfg.optimizer_options)
     rig = auto and run_cfg.model.startswith("rig:")
     return replace(run_cfg, batch=run_cfg.batch or default_batch(opt.preferred_batch, run_cfg.budget, rig)[0]), opt

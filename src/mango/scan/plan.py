@@ -25,7 +25,7 @@ class ScanConfig:
     units: str = "all"
     budget: int = 3000
     seeds: int = 1
-    #: ``auto``: as for a run (:mod:`mango.optimizers.auto`)
+    #: ``auto``: as for a run, but ``sepcma-2step`` on a noise-free continuous latent (:mod:`mango.optimizers.auto`)
     optimizer: str = "auto"
     optimizer_options: dict = field(default_factory=dict)
     generator: str = "mnist-sngan"
