@@ -8,8 +8,9 @@ optimizer (sepcma) at budget 1000 plain ``rate`` never made it fire (0 of 20 see
 did in 19 of 20 seeds (first spike after 350-700 queries; at budget 600, 5 of 10). The tests ask for 2 of 3
 seeds, not for one lucky seed. The default since (``image-model-sepcma``: 240 images of ``sepcma-2step``,
 then it and the models in turn) made it fire with seeds 0-2 after 250, 341 and 459 queries, at about 0.12 s of
-CPU an image (about 2 minutes a run): the tests keep ``sepcma-2step``. (Whole channels silent for random images, e.g. ``lif2:20``, also fire with
-the drive but only after about 900-2100 queries, 7 of 10 seeds within 3000: too slow for a unit test.)
+CPU an image (about 2 minutes a run): the tests keep ``sepcma-2step``. (Whole channels silent for random
+images, e.g. ``lif2:20``, also fire with the drive but only after about 900-2100 queries, 7 of 10 seeds within
+3000: too slow for a unit test.)
 """
 from __future__ import annotations
 
