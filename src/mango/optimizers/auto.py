@@ -1,13 +1,16 @@
 """``--optimizer auto`` (the default): the method measured best for the generator's kind of latent.
 
-* **Continuous latents** (SN-GAN, a box of floats), noise-free: ``image-model-sepstart``, whose first 240
-  images come from ``sepcma-2step`` (sep-CMA-ES whose first step is chosen from a large (0.2 box) and a small
-  (1/16 box) one by one generation of each, :mod:`.two_step`) and whose later ones from ``image-model``'s CNN models
-  (:mod:`.image_model`), fitted on every image shown so far. Sep-CMA-ES is the best method measured at 250 queries,
-  the models the best after: in the efficiency benchmark (mnist-snn, both draws, 5 seeds, told as the default runs)
-  __AUTO_NUMBERS__ On the default neuron it reaches 0.997 at 500 queries against ``sepcma-2step``'s 0.922
-  (3 seeds). The models cost about 0.1 s of CPU per image after the 240th; a scan's units therefore keep
-  ``sepcma-2step``, as does a generator whose images carry no gradient to the latent.
+* **Continuous latents** (SN-GAN, a box of floats), noise-free: ``image-model-sepcma``. Its first 240 images come
+  from ``sepcma-2step`` (sep-CMA-ES whose first step is chosen from a large (0.2 box) and a small (1/16 box) one by
+  one generation of each, :mod:`.two_step`); after them that search goes on, asking every other batch, and
+  ``image-model``'s CNN models (:mod:`.image_model`), fitted on every image shown so far, ask the others
+  (``alternate=true``). Sep-CMA-ES is the best method measured at 250 queries and the models the best at 1,000;
+  the sep-CMA-ES's own batches keep a run whose models settle on a poor image improving up to 3,000. In the
+  efficiency benchmark (mnist-snn, both draws, 5 seeds, told as the default runs; docs/benchmarks.md,
+  "``image-model-sepcma``: the noise-free default") __NUMBERS__ On the default neuron it reaches 0.981 / 0.997 at
+  500 / 1,000 queries against ``sepcma-2step``'s 0.922 / 0.956 (3 seeds). It costs about 0.12 s of CPU per image
+  (a 3,000-query run: about 3 minutes on one core); a scan's units therefore keep ``sepcma-2step``, as does a
+  generator whose images carry no gradient to the latent.
   **A noisy target** (``--noise``, a rig): ``image-model`` (:mod:`.image_model`) when the generator is a torch
   module whose images carry a gradient to the latent (else ``sepcma-2step``). Its CNN models are refitted to every
   response, so they average the trial-to-trial noise, where sep-CMA-ES ranks single trials at face value. Under

@@ -18,8 +18,9 @@ units of both efficiency draws that fire (``benchmarks/efficiency.py --as-defaul
 0.597), and leaves 1 point behind a baseline beyond the seed spread (``lif1:8`` at 3,000) against 0.3's 2
 (``lif2:25`` and ``class:1`` at 250) and 0.25's 1 (``lif2:25`` at 250). On the default neuron (``lif2:12``,
 5 seeds) it reaches 0.856 / 0.922 / 0.984 at 250 / 500 / 1,000 against 0.803 / 0.916 / 0.975.
-It shows the first 240 images of the noise-free default, ``image-model-sepstart``, and is the default itself
-for a scan's units and for a generator whose images carry no gradient (:mod:`.auto`).
+It shows the first 240 images of the noise-free default, ``image-model-sepcma``, and every other batch after
+them; it is the default itself for a scan's units and for a generator whose images carry no gradient
+(:mod:`.auto`).
 """
 from __future__ import annotations
 
