@@ -283,10 +283,11 @@ def test_inject_is_deterministic_and_only_between_batches(name, space):
     for opt in (a, b):
         opt.inject(foreign, values)
     k = a.preferred_batch
-    za, zb = [drive(o, space, [k, k])[-1][0] for o in (a, b)]
+    # both next batches: a method may learn in one and not the other (image-model-sepcma's sep-CMA-ES batch)
+    za, zb, zc = [torch.cat([r[0] for r in drive(o, space, [k, k])]) for o in (a, b, c)]
     assert torch.equal(za, zb)
     if a.learns_from_others:
-        assert not torch.equal(za, drive(c, space, [k, k])[-1][0])
+        assert not torch.equal(za, zc)
     a.ask(1)
     with pytest.raises(MangoError, match="tell them first"):
         a.inject(foreign, values)
