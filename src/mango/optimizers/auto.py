@@ -12,8 +12,8 @@
   draw (``sepcma-2step``: 19 and 8); over the 14 hidden-unit pairs that fire its median is above ``sepcma-2step``'s
   on 13 at 1,000 and on 10 at 3,000 (mean 0.519 against 0.498), and no baseline is ahead beyond the seed spread at
   any budget. On the default neuron it reaches 0.981 / 0.997 at
-  500 / 1,000 queries against ``sepcma-2step``'s 0.922 / 0.956 (3 seeds). It costs about 0.12 s of CPU per image
-  (a 3,000-query run: about 3 minutes on one core); a scan's units therefore keep ``sepcma-2step``, as does a
+  500 / 1,000 queries against ``sepcma-2step``'s 0.922 / 0.956 (3 seeds). It costs about 0.1 s of CPU per image
+  (a 3,000-query run: 3-4.5 minutes on one core); a scan's units therefore keep ``sepcma-2step``, as does a
   generator whose images carry no gradient to the latent.
   **A noisy target** (``--noise``, a rig): ``image-model`` (:mod:`.image_model`) when the generator is a torch
   module whose images carry a gradient to the latent (else ``sepcma-2step``). Its CNN models are refitted to every
