@@ -298,7 +298,7 @@ class ImageModel(Optimizer):
 register("image-model", ImageModel, "a CNN ensemble fitted to the neuron's responses, ascended through the "
          "generator each batch (an inception loop as a search); continuous latents of a torch generator.")
 register("image-model-sepstart", ImageModel, f"image-model whose first {SEPSTART} images come from sepcma-2step "
-         "(then the models, fitted on them, take over): ahead of the default at 1,000 queries noise-free, not at "
+         "(then the models, fitted on them, take over): ahead of sepcma-2step at 1,000 queries noise-free, not at "
          "3,000.", start="sepcma-2step", init=SEPSTART)
 register("image-model-sepcma", ImageModel, "image-model-sepstart whose sep-CMA-ES goes on after the start, "
          "asking every other batch (alternate=true); the default for a noise-free target.", start="sepcma-2step",
