@@ -1,5 +1,6 @@
-"""``sepcma-2step`` (the default for a continuous latent): one generation at a large and one at a small first
-step, then the better search alone; a search that begins exactly as ``sepcma`` with a 0.2-box first step.
+"""``sepcma-2step`` (a scan's default on a continuous latent, and the default's first 240 images): one generation
+at a large and one at a small first step, then the better search alone; a search that begins exactly as ``sepcma``
+with a 0.2-box first step.
 
 Beats random search, determinism and exact resume are checked for every registered optimizer in
 ``test_optimizer_conformance.py``; this file checks the choice of step.
