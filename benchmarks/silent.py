@@ -48,7 +48,7 @@ def default_search(f: Objective, space, budget: int, seed: int, entry: str | Non
         return v
 
     try:
-        drive(measure, entry or choose(f.gen)[0], seed, budget, space)
+        drive(measure, entry or choose(f.gen)[0], seed, budget, space, generator=f.gen)
     except FirstSpike:
         return count
     return None

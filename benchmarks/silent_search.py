@@ -28,7 +28,10 @@ live here only, each built on ``kick=0``):
   of the best image so far instead of new flat codes (iterated local search; ``CodeSearch``'s ``kick``);
 * ``soft 0.05`` / ``soft 0.2``: the silent value from a soft peak over the channel's positions,
   ``tau * (logsumexp(membrane / tau) - log(positions))``, instead of the hard maximum, so that a membrane
-  rising anywhere near the top counts, not only at the one highest position.
+  rising anywhere near the top counts, not only at the one highest position;
+* ``model screen`` (built on ``codes`` with kicks, the default since): while the unit is silent, each mutation
+  asked is the best of 32 unseen mutations of the parent by a CNN ensemble fitted to the drive of every image
+  so far (:class:`ModelScreen`): ``image-model``'s idea on the codes, whose images carry no gradient to them.
 """
 from __future__ import annotations
 
@@ -43,6 +46,7 @@ import numpy as np
 import torch
 from _common import RESULTS, Objective, append, read_runs
 from silent import default_search
+from torch import nn
 
 import mango
 from mango.optimizers.auto import DRIVE
@@ -57,7 +61,8 @@ VARIANTS = {"no kicks": ("codes+kick=0", 0.0), "restart 10": ("codes+restart=10+
             "restart 40": ("codes+restart=40+kick=0", 0.0), "edges": ("codes-edges", 0.0),
             "near 0.25": ("codes-near+near=0.25", 0.0), "near 0.5": ("codes-near+near=0.5", 0.0),
             "soft 0.05": ("codes+kick=0", 0.05), "soft 0.2": ("codes+kick=0", 0.2), "focus 2": ("codes-focus", 0.0),
-            "kick": ("codes", 0.0), "kick always": ("codes+kick=1", 0.0)}
+            "kick": ("codes", 0.0), "kick always": ("codes+kick=1", 0.0),
+            "model screen": ("codes-screen+steps=10", 0.0)}
 BASE = "no kicks"  # the default when the variants were tried: each is that search with one thing changed
 
 
@@ -139,6 +144,86 @@ class FocusedCodes(CodeSearch):
         self.pending.clear()
 
 
+class PeakNet(nn.Module):
+    """Two 5x5 conv layers and a read-out of each channel's *peak* over positions (the drive is a peak)."""
+
+    def __init__(self, channels: int = 8) -> None:
+        super().__init__()
+        self.f = nn.Sequential(nn.Conv2d(3, channels, 5, padding=2), nn.Softplus(), nn.MaxPool2d(2),
+                               nn.Conv2d(channels, channels, 5, padding=2), nn.Softplus())
+        self.out = nn.Linear(channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.f(x).amax((2, 3))).squeeze(1)
+
+
+class ModelScreen(CodeSearch):
+    """``codes`` (with kicks) whose mutations, while the unit is silent and ``warm`` values are known, are each the
+    best of ``screen`` unseen mutations of the parent by an ensemble's mean + ``kappa`` x spread; the ensemble is
+    refitted (``steps`` Adam steps, minibatches of 128) every ``refit`` values told."""
+
+    needs_generator = True
+
+    def __init__(self, space, seed: int = 0, generator=None, screen: int = 32, warm: int = 24, refit: int = 8,
+                 steps: int = 20, ensemble: int = 2, kappa: float = 1.0) -> None:
+        super().__init__(space, seed)
+        self.gen, self.screen, self.warm, self.refit, self.steps, self.kappa = \
+            generator, screen, warm, refit, steps, kappa
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            self.models = [PeakNet() for _ in range(ensemble)]
+        self.opts = [torch.optim.Adam(m.parameters(), lr=3e-3) for m in self.models]
+        self.draws = torch.Generator().manual_seed(self.seed)
+        self.x: list[torch.Tensor] = []
+        self.y: list[float] = []
+        self.since, self.fitted, self.mu, self.sd = 0, False, 0.0, 1.0
+
+    def _image(self, z: np.ndarray) -> torch.Tensor:
+        return self.gen.decode(torch.as_tensor(np.asarray(z), dtype=torch.int64))
+
+    def _mutate(self, parent: np.ndarray) -> np.ndarray:
+        if not (self.screen > 1 and len(self.y) >= self.warm and self.best <= 0):
+            return super()._mutate(parent)
+        if self.since >= self.refit or not self.fitted:
+            self._fit()
+        kids = []
+        for _ in range(self.screen * 3):
+            c = super()._mutate(parent)
+            if c.tobytes() not in self.seen:
+                kids.append(c)
+            if len(kids) >= self.screen:
+                break
+        if not kids:
+            return super()._mutate(parent)
+        x = (self._image(np.stack(kids)) - self.mu) / self.sd
+        with torch.no_grad():
+            p = torch.stack([m(x) for m in self.models])
+        return kids[int(torch.argmax(p.mean(0) + self.kappa * p.std(0)))]
+
+    def _fit(self) -> None:
+        self.since, self.fitted = 0, True
+        x, y = torch.cat(self.x), torch.tensor(self.y, dtype=torch.float32)
+        self.mu, self.sd = float(x.mean()), float(x.std()) + 1e-6
+        x, y = (x - self.mu) / self.sd, (y - y.mean()) / (y.std() + 1e-9)
+        with torch.inference_mode(False), torch.enable_grad():
+            x, y = x.clone(), y.clone()
+            for m, opt in zip(self.models, self.opts, strict=True):
+                for _ in range(self.steps):
+                    i = torch.randint(len(x), (min(128, len(x)),), generator=self.draws)
+                    loss = ((m(x[i]) - y[i]) ** 2).mean()
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+
+    def _tell(self, candidates: torch.Tensor, values: torch.Tensor) -> None:
+        super()._tell(candidates, values)
+        keep = torch.isfinite(values)
+        if bool(keep.any()):
+            self.x.append(self._image(candidates[keep].numpy()).clone())
+            self.y.extend(values[keep].tolist())
+            self.since += int(keep.sum())
+
+
 @contextmanager
 def soft_peak(tau: float) -> Iterator[None]:
     """The drive's peak over positions taken soft (see the module note) while inside; tau 0: unchanged."""
@@ -195,6 +280,7 @@ def main() -> None:
     d = torch.cdist(w, w).fill_diagonal_(float("inf"))
     register("codes-focus", FocusedCodes, "codes with point mutations on the cells that mattered (benchmark only)")
     register("codes-edges", EdgeSurveys, "codes with edge surveys (benchmark only)")
+    register("codes-screen", ModelScreen, "codes with model-screened mutations while silent (benchmark only)")
     register("codes-near", type("BoundNearCodes", (NearCodes,), {"table": d.argsort(1)[:, :32].numpy()}),
              "codes with codebook-neighbour mutations (benchmark only)")
     runs = read_runs(a.runs)
