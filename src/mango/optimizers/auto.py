@@ -13,8 +13,8 @@
   on 13 at 1,000 and on 10 at 3,000 (mean 0.519 against 0.498), and no baseline is ahead beyond the seed spread at
   any budget. On the default neuron it reaches 0.981 / 0.997 at
   500 / 1,000 queries against ``sepcma-2step``'s 0.922 / 0.956 (3 seeds). It costs about 0.1 s of CPU per image
-  (a 3,000-query run: 3-4.5 minutes on one core); a scan's units therefore keep ``sepcma-2step``, as does a
-  generator whose images carry no gradient to the latent.
+  (a 3,000-query run: 2-4.5 minutes on one core, by how busy the machine is); a scan's units therefore keep
+  ``sepcma-2step``, as does a generator whose images carry no gradient to the latent.
   **A noisy target** (``--noise``, a rig): ``image-model`` (:mod:`.image_model`) when the generator is a torch
   module whose images carry a gradient to the latent (else ``sepcma-2step``). Its CNN models are refitted to every
   response, so they average the trial-to-trial noise, where sep-CMA-ES ranks single trials at face value. Under
