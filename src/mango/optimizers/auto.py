@@ -24,7 +24,8 @@
   22 units that fire (cifar's with ``codes-noisy``) reach Portfolio's 3,000-query median by 1,000 (20 with
   ``sepcma-2step``). On another draw of 12 units the gain is smaller (mean 0.524 against 0.497 at 1,000): its
   four ``lif1`` units gain as much, two ``lif2`` units lose (``lif2:27`` behind cma; 10 of 12 reach Portfolio's
-  median, 12 with ``sepcma-2step``). With membrane noise on the
+  median, 12 with ``sepcma-2step``); on a third draw, run after the choice, 9 of 11 (``lif2:27`` and ``class:3``
+  miss; "The third draw under noise"). With membrane noise on the
   default neuron (3 seeds) its reported MEI reads 0.981 / 0.978 noise-free at 250 / 1,000 queries, against
   ``sepcma-2step``'s 0.791 / 0.897 (docs/benchmarks.md, "A noisy target"). It costs about 0.13 s of CPU per image:
   nothing beside a living neuron's presentation. A run with injected noise also re-measures its best candidates at
