@@ -150,8 +150,12 @@ def test_a_second_writer_is_refused_while_the_run_goes(tmp_path):
     run_dir = tmp_path / "run"
     first = start(run_dir)
     _wait_for_rows(run_dir, first)
-    second = subprocess.run(mango_cmd("run", "--resume", "--budget", "3000", "--out", run_dir, "--quiet"),
-                            capture_output=True, text=True, timeout=120)
+    first.send_signal(signal.SIGSTOP)  # the first run still holds the folder, however fast it would have finished
+    try:
+        second = subprocess.run(mango_cmd("run", "--resume", "--budget", "3000", "--out", run_dir, "--quiet"),
+                                capture_output=True, text=True, timeout=120)
+    finally:
+        first.send_signal(signal.SIGCONT)
     first.communicate(timeout=120)
     assert second.returncode == 2 and len(second.stderr.strip().splitlines()) == 1
     assert f"run folder {run_dir} is in use by pid {first.pid}" in second.stderr
