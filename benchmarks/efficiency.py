@@ -284,4 +284,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except mango.MangoError as exc:  # a bad --methods option: one line; the runs recorded so far are kept
+        raise SystemExit(f"error: {exc}") from None
