@@ -32,6 +32,7 @@ def test_refusals_are_one_line(tiny_setup):
              (lambda: OPTIMIZERS.create("image-model", gen.space, generator=gen, ensemble=1), "ensemble >= 2"),
              (lambda: OPTIMIZERS.create("image-model", gen.space, generator=gen, sigma=-1.0), "sigma >= 0"),
              (lambda: OPTIMIZERS.create("image-model", gen.space, generator=gen, grid=-1), "grid >= 0"),
+             (lambda: OPTIMIZERS.create("image-model", gen.space, generator=gen, grid_gain=0.0), "0 < grid_gain <= 1"),
              (lambda: OPTIMIZERS.create("image-model", gen.space, generator=gen, start="cma"), "prior or sepcma-2step"),
              (lambda: OPTIMIZERS.create("image-model", gen.space, generator=detached(gen)), "carry no gradient")]
     for call, match in cases:
@@ -135,6 +136,33 @@ def test_held_out_error_picks_the_read_out_that_weighs_where(tiny_setup):
     mean, grid = opt.errors
     assert not opt.families[0][0].grid and opt.families[1][0].grid == 4
     assert grid < 0.5 * mean, (grid, mean)
+
+
+def test_under_noise_grid_gain_one_lets_the_grid_steer_where_three_quarters_does_not(tiny_setup):
+    """The left-minus-right unit above with trial-to-trial noise as large as its spread: noise adds the same variance
+    to both held-out errors, so the grid's share of the mean's stays between 3/4 and 1. With the default
+    ``grid_gain`` the mean keeps steering (the search is exactly the one without the grid); with ``grid_gain=1`` the
+    grid steers from the first batch after its error is lower."""
+    gen, _ = tiny_setup
+
+    def run(**options) -> tuple:
+        opt = OPTIMIZERS.create("image-model", gen.space, seed=0, generator=gen, init=16, ascent=2, steps=60,
+                                **options)
+        noise, shares, batches = torch.Generator().manual_seed(1), [], []
+        for _ in range(6):
+            batches.append(opt.ask(8))
+            with torch.no_grad():
+                x = gen.module(batches[-1].float())
+            unit = (x[..., :14].mean((1, 2, 3)) - x[..., 14:].mean((1, 2, 3))).double()
+            opt.tell(batches[-1], unit + 0.0015 * torch.randn(8, generator=noise, dtype=torch.float64))
+            shares.append(opt.errors[-1] / opt.errors[0] if opt.errors[0] else None)
+        return batches, shares
+
+    (plain, _), (default, shares), (steered, _) = run(grid=0), run(), run(grid_gain=1.0)
+    assert all(0.75 < s < 1 for s in shares[2:]), shares  # predicted from the third batch on
+    assert all(torch.equal(a, b) for a, b in zip(plain, default, strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(steered[:3], default[:3], strict=True))
+    assert not torch.equal(steered[3], default[3])
 
 
 def test_the_default_for_a_noisy_target_on_a_continuous_latent(tiny_setup):
