@@ -72,7 +72,7 @@ from .two_step import TwoStepSepCMA
 
 #: how many of the best latents measured seed each batch's ascent
 PARENTS = 8
-#: the grid read-out's models steer the ascent once their held-out error is below this share of the mean's
+#: default ``grid_gain``: the grid read-out's models steer once their held-out error is below this share of the mean's
 GRID_GAIN = 0.75
 #: the images ``image-model-sepstart`` and ``image-model-sepcma`` take from ``sepcma-2step`` before the models steer
 SEPSTART = 240
