@@ -155,11 +155,11 @@ def test_settings_are_recorded(patches):
 
 
 def test_a_noisy_target_gets_its_best_mean_reported(tmp_path):
-    """``auto`` with injected noise: the continuous latent's noisy default (image-model), and the 5 best re-measured
-    at the end (no flag needed); the reported response is the best re-measured mean, not the luckiest single
-    trial."""
+    """``auto`` with injected noise: the continuous latent's noisy default (image-model-noisy), and the 5 best
+    re-measured at the end (no flag needed); the reported response is the best re-measured mean, not the luckiest
+    single trial."""
     res = mango.run(target=TARGET, noise="poisson", budget=60, out=tmp_path / "n", progress=False)
-    assert res.config.optimizer == "image-model" and res.config.remeasure == 5
+    assert res.config.optimizer == "image-model-noisy" and res.config.remeasure == 5
     rm = res.summary()["remeasured"]
     assert rm is not None and rm["n"] == 5
     import pandas as pd

@@ -34,9 +34,10 @@ def space(request) -> LatentSpace:
 
 #: a method that searches through the generator gets this one (8x8 images of the bounded space's 6 numbers)
 TINY = TorchGenerator(nn.Sequential(nn.Linear(6, 64), nn.Unflatten(1, (1, 8, 8))), SPACES["bounded"], (1, 8, 8))
-#: settings that reach a method's later phase within these few rounds (image-model: its model, after 4 images;
+#: settings that reach a method's later phase within these few rounds (image-model, -noisy: its model, after 4 images;
 #: image-model-sepstart and -sepcma: after 8 of sep-CMA-ES's)
 QUICK = {"image-model": {"init": 4, "steps": 2, "ascent": 2},
+         "image-model-noisy": {"init": 4, "steps": 2, "ascent": 2},
          "image-model-sepstart": {"init": 8, "steps": 2, "ascent": 2},
          "image-model-sepcma": {"init": 8, "steps": 2, "ascent": 2}}
 

@@ -76,11 +76,11 @@ def test_the_faster_way_is_chosen_and_the_other_tried_again_now_and_then():
     ("patches", "rig:zmq:tcp://127.0.0.1:9", "auto", ("codes-noisy", 20)),
     ("patches", "rig:zmq:tcp://127.0.0.1:9", "codes", ("codes", 1)),
     ("patches", "mnist-snn", "auto", ("codes", 1)),
-    ("sngan", "rig:zmq:tcp://127.0.0.1:9", "auto", ("image-model", 20)),
+    ("sngan", "rig:zmq:tcp://127.0.0.1:9", "auto", ("image-model-noisy", 20)),
     ("sngan", "mnist-snn", "auto", ("sepcma-2step", 16))])
 def test_members_take_the_method_and_batch_a_run_would(request, gen, model, optimizer, want):
     """As ``mango run``: on a rig, auto's codes show blocks of RIG_BATCH, and a continuous latent gets the noisy
-    default (image-model, in blocks of 20); a chosen optimizer keeps its own batch. Noise-free on a continuous
+    default (image-model-noisy, in blocks of 20); a chosen optimizer keeps its own batch. Noise-free on a continuous
     latent, not the run's image-model-sepcma but sep-CMA-ES: the models' CPU time would be spent on every unit."""
     from mango.scan.group import member_optimizer
     from mango.scan.plan import Member, ScanConfig

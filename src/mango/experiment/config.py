@@ -30,7 +30,7 @@ class RunConfig:
     model: str = setting("mnist-snn", "target network (`mango list targets`)")
     target: str = setting("lif2:12", "class:N, LAYER:UNIT or LAYER:UNIT@ROW,COL")
     optimizer: str = setting("auto", "optimizer (`mango list optimizers`); auto: image-model-sepcma for a "
-                             "continuous latent (image-model for a noisy target, sepcma-2step in a scan), "
+                             "continuous latent (image-model-noisy for a noisy target, sepcma-2step in a scan), "
                              "codes(-noisy) for a categorical one")
     optimizer_options: dict = setting({}, "optimizer hyperparameter KEY=VALUE, repeatable", option="--opt")
     budget: int = setting(3000, "number of candidates measured; each is shown --repeats times", fixed=False)

@@ -25,8 +25,9 @@ steer the ascent once their summed error is below ``grid_gain`` (3/4) of the mea
 While the mean steers, the search is exactly the one without the grid (the grid's minibatches come from their
 own stream). ``grid=0`` leaves it out (half the fitting). Trial-to-trial noise adds the same variance to both
 errors, so under noise a real gain shows as a ratio nearer 1 (class outputs under Poisson counts: 0.66-0.91, against
-about 1/2 noise-free); ``grid_gain=1`` lets the grid steer once its error is lower at all, a candidate for the noisy
-default (docs/benchmarks.md, "Under noise, the grid read-out steering sooner").
+about 1/2 noise-free); ``image-model-noisy`` (``grid_gain=1``, the default for a noisy target: :mod:`.auto`; the
+models also average the trial-to-trial noise) lets the grid steer once its error is lower at all (docs/benchmarks.md,
+"``image-model-noisy``: the noisy default").
 
 Start: ``start=sepcma-2step`` takes the first ``init`` images from a ``sepcma-2step`` search (told as usual), then
 fits the models on them (as many Adam steps as they would have had batch by batch) and goes on as above: sep-CMA-ES
@@ -52,10 +53,6 @@ white box had. It trails on the low-rate ``lif2:17`` and ``lif2:23``, and on the
 (the grid steers only after about 300). It costs about 0.13 s of one CPU core per image (0.06 s with
 ``grid=0``), against well under a millisecond for sep-CMA-ES. About a fifth of it is softplus: this torch's CPU
 ``log1p`` is not vectorized (13 ms against 1.5 ms for ``log`` on a 128x8x28x28 tensor).
-
-The default for a noisy target on a continuous latent (:mod:`.auto`): the models average the trial-to-trial
-noise. Under the efficiency benchmark's Poisson counts (12 mnist-snn units, 5 seeds) its median at
-250 queries is above every other method's at 3,000 on the four ``lif1`` units.
 """
 from __future__ import annotations
 
@@ -303,3 +300,6 @@ register("image-model-sepstart", ImageModel, f"image-model whose first {SEPSTART
 register("image-model-sepcma", ImageModel, "image-model-sepstart whose sep-CMA-ES goes on after the start, "
          "asking every other batch (alternate=true); the default for a noise-free target.", start="sepcma-2step",
          init=SEPSTART, alternate=True)
+register("image-model-noisy", ImageModel, "image-model whose grid read-out steers once its held-out error is lower "
+         "at all (grid_gain=1; noise pushes the errors' ratio towards 1); the default for a noisy target.",
+         grid_gain=1.0)
